@@ -1,1 +1,54 @@
+//! auth_ext: a complete auth core inside PostgreSQL.
+//!
+//! This crate is the thin PostgreSQL layer over `auth_core`: SQL functions, GUCs, caches,
+//! invalidation and error mapping. Where to find things:
+//! * `auth.uid()` and the other RLS helpers: `rls.rs` (hot path) over `identity.rs` (cache)
+//! * `auth.authenticate` / `auth.verify`: `identity.rs`
+//! * `auth.add_key` / `import_jwks` / `retire_key`, the key cache: `keys.rs`
+//! * GUCs: `gucs.rs`; error codes → SQLSTATE: `errors.rs`; cross-backend freshness:
+//!   `invalidation.rs`; reading private tables for any caller: `privilege.rs`
+//! * Tables, views and grants: `sql/*.sql`
 
+use pgrx::prelude::*;
+
+mod errors;
+mod gucs;
+mod identity;
+mod invalidation;
+mod keys;
+mod privilege;
+mod rls;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!(
+    "../sql/010_keys.sql",
+    name = "keys_sql",
+    requires = [invalidation::_invalidate_caches]
+);
+extension_sql_file!("../sql/020_rls.sql", name = "rls_sql");
+extension_sql_file!(
+    "../sql/900_privileges.sql",
+    name = "privileges_sql",
+    finalize
+);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    invalidation::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -25,7 +25,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { leeway_seconds: 30.0, require_exp: true, max_token_bytes: crate::jws::DEFAULT_MAX_TOKEN_BYTES }
+        Policy {
+            leeway_seconds: 30.0,
+            require_exp: true,
+            max_token_bytes: crate::jws::DEFAULT_MAX_TOKEN_BYTES,
+        }
     }
 }
 
@@ -33,15 +37,24 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>> 
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
-            let v = n.as_f64().filter(|v| v.is_finite() && v.abs() <= MAX_ABS_NUMERIC_DATE);
-            v.map(Some).ok_or_else(|| AuthError::invalid_claims(format!("{name} is out of range")))
+            let v = n
+                .as_f64()
+                .filter(|v| v.is_finite() && v.abs() <= MAX_ABS_NUMERIC_DATE);
+            v.map(Some)
+                .ok_or_else(|| AuthError::invalid_claims(format!("{name} is out of range")))
         }
-        Some(_) => Err(AuthError::invalid_claims(format!("{name} must be a NumericDate (a JSON number)"))),
+        Some(_) => Err(AuthError::invalid_claims(format!(
+            "{name} must be a NumericDate (a JSON number)"
+        ))),
     }
 }
 
 pub fn time_claims(claims: &Map<String, Value>) -> Result<TimeClaims> {
-    Ok(TimeClaims { exp: numeric_date(claims, "exp")?, nbf: numeric_date(claims, "nbf")?, iat: numeric_date(claims, "iat")? })
+    Ok(TimeClaims {
+        exp: numeric_date(claims, "exp")?,
+        nbf: numeric_date(claims, "nbf")?,
+        iat: numeric_date(claims, "iat")?,
+    })
 }
 
 /// Checks exp/nbf/iat against `now` (Unix seconds). Called at first verification and again in
@@ -50,7 +63,9 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
     let leeway = policy.leeway_seconds;
     match t.exp {
         None if policy.require_exp => {
-            return Err(AuthError::invalid_claims("exp is missing (auth.require_exp is on)"))
+            return Err(AuthError::invalid_claims(
+                "exp is missing (auth.require_exp is on)",
+            ))
         }
         Some(exp) if now >= exp + leeway => {
             return Err(AuthError::new(
@@ -64,7 +79,10 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
         if nbf > now + leeway {
             return Err(AuthError::new(
                 ErrorCode::TokenNotYetValid,
-                format!("nbf is {:.0} s in the future (leeway {leeway:.0} s)", nbf - now),
+                format!(
+                    "nbf is {:.0} s in the future (leeway {leeway:.0} s)",
+                    nbf - now
+                ),
             ));
         }
     }
@@ -72,7 +90,10 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
         if iat > now + leeway {
             return Err(AuthError::new(
                 ErrorCode::TokenNotYetValid,
-                format!("iat is {:.0} s in the future (leeway {leeway:.0} s)", iat - now),
+                format!(
+                    "iat is {:.0} s in the future (leeway {leeway:.0} s)",
+                    iat - now
+                ),
             ));
         }
     }
@@ -89,9 +110,17 @@ pub fn check_issuer_audience(
     if let Some(expected) = issuer {
         match claims.get("iss") {
             Some(Value::String(iss)) if iss == expected => {}
-            Some(Value::String(_)) => return Err(AuthError::invalid_claims("iss does not match the key's issuer")),
+            Some(Value::String(_)) => {
+                return Err(AuthError::invalid_claims(
+                    "iss does not match the key's issuer",
+                ))
+            }
             Some(_) => return Err(AuthError::invalid_claims("iss must be a string")),
-            None => return Err(AuthError::invalid_claims("iss is missing (the key requires an issuer)")),
+            None => {
+                return Err(AuthError::invalid_claims(
+                    "iss is missing (the key requires an issuer)",
+                ))
+            }
         }
     }
     if let Some(allowed) = audience {
@@ -100,15 +129,27 @@ pub fn check_issuer_audience(
             Some(Value::String(s)) => matches(s),
             Some(Value::Array(items)) => {
                 if items.iter().any(|v| !v.is_string()) {
-                    return Err(AuthError::invalid_claims("aud must be a string or an array of strings"));
+                    return Err(AuthError::invalid_claims(
+                        "aud must be a string or an array of strings",
+                    ));
                 }
                 items.iter().any(|v| v.as_str().is_some_and(matches))
             }
-            Some(_) => return Err(AuthError::invalid_claims("aud must be a string or an array of strings")),
-            None => return Err(AuthError::invalid_claims("aud is missing (the key requires an audience)")),
+            Some(_) => {
+                return Err(AuthError::invalid_claims(
+                    "aud must be a string or an array of strings",
+                ))
+            }
+            None => {
+                return Err(AuthError::invalid_claims(
+                    "aud is missing (the key requires an audience)",
+                ))
+            }
         };
         if !ok {
-            return Err(AuthError::invalid_claims("aud does not name an audience the key accepts"));
+            return Err(AuthError::invalid_claims(
+                "aud does not name an audience the key accepts",
+            ));
         }
     }
     Ok(())
@@ -129,27 +170,65 @@ mod tests {
         let now = 1_700_000_000.0;
         let t = |v: Value| time_claims(&obj(v)).unwrap();
         assert!(check_times(&t(json!({"exp": now + 60.0})), now, &p).is_ok());
-        assert!(check_times(&t(json!({"exp": now - 10.0})), now, &p).is_ok(), "within leeway");
+        assert!(
+            check_times(&t(json!({"exp": now - 10.0})), now, &p).is_ok(),
+            "within leeway"
+        );
         let e = check_times(&t(json!({"exp": now - 31.0})), now, &p).unwrap_err();
         assert_eq!(e.code, ErrorCode::TokenExpired);
-        assert_eq!(check_times(&t(json!({"exp": now - 30.0})), now, &p).unwrap_err().code, ErrorCode::TokenExpired);
-        assert!(check_times(&t(json!({"exp": now + 0.5})), now, &p).is_ok(), "fractional");
-        assert_eq!(check_times(&t(json!({})), now, &p).unwrap_err().code, ErrorCode::InvalidClaims);
-        let lax = Policy { require_exp: false, ..p };
+        assert_eq!(
+            check_times(&t(json!({"exp": now - 30.0})), now, &p)
+                .unwrap_err()
+                .code,
+            ErrorCode::TokenExpired
+        );
+        assert!(
+            check_times(&t(json!({"exp": now + 0.5})), now, &p).is_ok(),
+            "fractional"
+        );
+        assert_eq!(
+            check_times(&t(json!({})), now, &p).unwrap_err().code,
+            ErrorCode::InvalidClaims
+        );
+        let lax = Policy {
+            require_exp: false,
+            ..p
+        };
         assert!(check_times(&t(json!({})), now, &lax).is_ok());
-        let e = check_times(&t(json!({"exp": now + 60.0, "nbf": now + 31.0})), now, &p).unwrap_err();
+        let e =
+            check_times(&t(json!({"exp": now + 60.0, "nbf": now + 31.0})), now, &p).unwrap_err();
         assert_eq!(e.code, ErrorCode::TokenNotYetValid);
         assert!(check_times(&t(json!({"exp": now + 60.0, "nbf": now + 29.0})), now, &p).is_ok());
-        let e = check_times(&t(json!({"exp": now + 60.0, "iat": now + 31.0})), now, &p).unwrap_err();
+        let e =
+            check_times(&t(json!({"exp": now + 60.0, "iat": now + 31.0})), now, &p).unwrap_err();
         assert_eq!(e.code, ErrorCode::TokenNotYetValid);
-        let strict = Policy { leeway_seconds: 0.0, ..p };
-        assert_eq!(check_times(&t(json!({"exp": now - 1.0})), now, &strict).unwrap_err().code, ErrorCode::TokenExpired);
+        let strict = Policy {
+            leeway_seconds: 0.0,
+            ..p
+        };
+        assert_eq!(
+            check_times(&t(json!({"exp": now - 1.0})), now, &strict)
+                .unwrap_err()
+                .code,
+            ErrorCode::TokenExpired
+        );
     }
 
     #[test]
     fn malformed_times_are_invalid_claims() {
-        for v in [json!({"exp": "4102444800"}), json!({"exp": true}), json!({"exp": null}), json!({"nbf": [1]}), json!({"exp": 1e300}), json!({"iat": -1e12})] {
-            assert_eq!(time_claims(&obj(v.clone())).unwrap_err().code, ErrorCode::InvalidClaims, "{v}");
+        for v in [
+            json!({"exp": "4102444800"}),
+            json!({"exp": true}),
+            json!({"exp": null}),
+            json!({"nbf": [1]}),
+            json!({"exp": 1e300}),
+            json!({"iat": -1e12}),
+        ] {
+            assert_eq!(
+                time_claims(&obj(v.clone())).unwrap_err().code,
+                ErrorCode::InvalidClaims,
+                "{v}"
+            );
         }
     }
 
@@ -160,7 +239,12 @@ mod tests {
         assert!(check_issuer_audience(&c, Some("https://a"), Some(&aud)).is_ok());
         assert!(check_issuer_audience(&c, None, None).is_ok());
         assert!(check_issuer_audience(&c, Some("https://b"), None).is_err());
-        assert!(check_issuer_audience(&obj(json!({"aud": ["x", "authenticated"]})), None, Some(&aud)).is_ok());
+        assert!(check_issuer_audience(
+            &obj(json!({"aud": ["x", "authenticated"]})),
+            None,
+            Some(&aud)
+        )
+        .is_ok());
         assert!(check_issuer_audience(&obj(json!({"aud": ["x"]})), None, Some(&aud)).is_err());
         assert!(check_issuer_audience(&obj(json!({"aud": ["api", 3]})), None, Some(&aud)).is_err());
         assert!(check_issuer_audience(&obj(json!({"aud": 3})), None, Some(&aud)).is_err());

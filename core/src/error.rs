@@ -74,7 +74,10 @@ pub struct AuthError {
 
 impl AuthError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        AuthError { code, detail: detail.into() }
+        AuthError {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn invalid_token(detail: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidToken, detail)
@@ -89,7 +92,13 @@ impl AuthError {
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({})", self.code, self.code.summary(), self.detail)
+        write!(
+            f,
+            "{}: {} ({})",
+            self.code,
+            self.code.summary(),
+            self.detail
+        )
     }
 }
 

@@ -31,14 +31,19 @@ fn optional_string(claims: &Map<String, Value>, name: &str) -> Result<Option<Str
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(AuthError::invalid_claims(format!("{name} must be a string"))),
+        Some(_) => Err(AuthError::invalid_claims(format!(
+            "{name} must be a string"
+        ))),
     }
 }
 
 /// Parses a uuid the way PostgreSQL's `uuid_in` accepts the common forms (hyphenated, braced,
 /// plain 32 hex digits), so `auth.uid()` agrees with `sub::uuid`.
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let inner = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(s);
+    let inner = s
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(s);
     if inner.len() == 32 || (inner.len() == 36 && inner.as_bytes().get(8) == Some(&b'-')) {
         uuid::Uuid::try_parse(inner).ok().map(|u| *u.as_bytes())
     } else {
@@ -63,7 +68,9 @@ impl Identity {
     }
 
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.binary_search_by(|r| r.as_str().cmp(role)).is_ok()
+        self.roles
+            .binary_search_by(|r| r.as_str().cmp(role))
+            .is_ok()
     }
 }
 
@@ -86,7 +93,10 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
 /// anything else means no roles. Sorted and de-duplicated so membership is a binary search.
 pub fn roles_at(claims: &Map<String, Value>, path: &str) -> Vec<String> {
     let mut roles: Vec<String> = match lookup(claims, path) {
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         _ => Vec::new(),
     };
@@ -119,7 +129,8 @@ mod tests {
 
     #[test]
     fn non_uuid_subjects_and_bad_types() {
-        let id = Identity::from_claims(&obj(json!({"sub": "user_2abc"})), DEFAULT_ROLES_CLAIM).unwrap();
+        let id =
+            Identity::from_claims(&obj(json!({"sub": "user_2abc"})), DEFAULT_ROLES_CLAIM).unwrap();
         assert_eq!(id.uid, Uid::NotUuid);
         assert_eq!(id.sub.as_deref(), Some("user_2abc"));
         let id = Identity::from_claims(&obj(json!({})), DEFAULT_ROLES_CLAIM).unwrap();
@@ -132,17 +143,28 @@ mod tests {
     #[test]
     fn uuid_forms() {
         let want = parse_uuid("8d8ac610-566d-4ef0-9c22-186b2a5ed793").unwrap();
-        assert_eq!(parse_uuid("8D8AC610-566D-4EF0-9C22-186B2A5ED793"), Some(want));
-        assert_eq!(parse_uuid("{8d8ac610-566d-4ef0-9c22-186b2a5ed793}"), Some(want));
+        assert_eq!(
+            parse_uuid("8D8AC610-566D-4EF0-9C22-186B2A5ED793"),
+            Some(want)
+        );
+        assert_eq!(
+            parse_uuid("{8d8ac610-566d-4ef0-9c22-186b2a5ed793}"),
+            Some(want)
+        );
         assert_eq!(parse_uuid("8d8ac610566d4ef09c22186b2a5ed793"), Some(want));
-        assert_eq!(parse_uuid("urn:uuid:8d8ac610-566d-4ef0-9c22-186b2a5ed793"), None);
+        assert_eq!(
+            parse_uuid("urn:uuid:8d8ac610-566d-4ef0-9c22-186b2a5ed793"),
+            None
+        );
         assert_eq!(parse_uuid("8d8ac610-566d-4ef0-9c22-186b2a5ed79"), None);
         assert_eq!(parse_uuid("' or 1=1 --"), None);
     }
 
     #[test]
     fn paths() {
-        let c = obj(json!({"a": {"b": {"c": 1}}, "https://x.io/roles": ["r"], "app_metadata": {"roles": "solo"}}));
+        let c = obj(
+            json!({"a": {"b": {"c": 1}}, "https://x.io/roles": ["r"], "app_metadata": {"roles": "solo"}}),
+        );
         assert_eq!(lookup(&c, "a.b.c"), Some(&json!(1)));
         assert_eq!(lookup(&c, "a.b"), Some(&json!({"c": 1})));
         assert_eq!(lookup(&c, "a.x"), None);

@@ -64,7 +64,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         checked_string(v.to_owned())
@@ -145,11 +147,23 @@ mod tests {
 
     #[test]
     fn refuses_duplicates_at_any_depth() {
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateMember));
-        assert_eq!(parse_object(br#"{"x":{"a":1,"a":2}}"#), Err(JsonError::DuplicateMember));
-        assert_eq!(parse_object(br#"{"x":[{"a":1,"a":2}]}"#), Err(JsonError::DuplicateMember));
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#),
+            Err(JsonError::DuplicateMember)
+        );
+        assert_eq!(
+            parse_object(br#"{"x":{"a":1,"a":2}}"#),
+            Err(JsonError::DuplicateMember)
+        );
+        assert_eq!(
+            parse_object(br#"{"x":[{"a":1,"a":2}]}"#),
+            Err(JsonError::DuplicateMember)
+        );
         // Escaped spellings of the same name are the same name.
-        assert_eq!(parse_object(br#"{"sub":1,"s\u0075b":2}"#), Err(JsonError::DuplicateMember));
+        assert_eq!(
+            parse_object(br#"{"sub":1,"s\u0075b":2}"#),
+            Err(JsonError::DuplicateMember)
+        );
     }
 
     #[test]
@@ -160,8 +174,14 @@ mod tests {
         assert_eq!(parse_object(br#"{"a":1}{}"#), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"{\"a\":\"\xff\"}"), Err(JsonError::NotUtf8));
         assert_eq!(parse_object(br#"{"a":"\ud800"}"#), Err(JsonError::Syntax));
-        assert_eq!(parse_object(br#"{"a":"x\u0000y"}"#), Err(JsonError::NulCharacter));
-        assert_eq!(parse_object(br#"{"a\u0000":1}"#), Err(JsonError::NulCharacter));
+        assert_eq!(
+            parse_object(br#"{"a":"x\u0000y"}"#),
+            Err(JsonError::NulCharacter)
+        );
+        assert_eq!(
+            parse_object(br#"{"a\u0000":1}"#),
+            Err(JsonError::NulCharacter)
+        );
         assert_eq!(parse_object(br#"{"a":1e400}"#), Err(JsonError::Syntax));
         assert_eq!(parse_object(b""), Err(JsonError::Syntax));
     }

@@ -26,9 +26,18 @@ const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 pub enum Material {
     /// HMAC secret (wiped from memory when dropped).
     Oct(Zeroizing<Vec<u8>>),
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec { crv: &'static str, x: Vec<u8>, y: Vec<u8> },
-    Okp { x: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    Ec {
+        crv: &'static str,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    Okp {
+        x: Vec<u8>,
+    },
 }
 
 /// A validated verification key.
@@ -45,7 +54,10 @@ pub struct Jwk {
 impl std::fmt::Debug for Jwk {
     // Never print key material (an HMAC secret would leak into logs).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jwk").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("Jwk")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,10 +74,13 @@ fn member_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
 }
 
 fn required_b64(obj: &Map<String, Value>, kty: &str, name: &str) -> Result<(String, Vec<u8>)> {
-    let s = member_str(obj, name)?
-        .ok_or_else(|| bad(format!("{kty} JWK is missing \"{name}\"")))?;
-    let bytes = b64::decode(s)
-        .ok_or_else(|| bad(format!("JWK member \"{name}\" is not canonical unpadded base64url")))?;
+    let s =
+        member_str(obj, name)?.ok_or_else(|| bad(format!("{kty} JWK is missing \"{name}\"")))?;
+    let bytes = b64::decode(s).ok_or_else(|| {
+        bad(format!(
+            "JWK member \"{name}\" is not canonical unpadded base64url"
+        ))
+    })?;
     Ok((s.to_string(), bytes))
 }
 
@@ -87,8 +102,8 @@ fn bit_len(b: &[u8]) -> usize {
 /// of these tests with negligible probability.
 pub fn is_roca_weak(n: &[u8]) -> bool {
     const PRIMES: [u32; 38] = [
-        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
-        101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
     ];
     PRIMES.iter().all(|&p| {
         let residue = n.iter().fold(0u32, |r, &byte| (r * 256 + byte as u32) % p);
@@ -111,16 +126,22 @@ pub fn is_roca_weak(n: &[u8]) -> bool {
 impl Jwk {
     /// Validates a public JWK (or an `oct` secret) given as JSON.
     pub fn parse(value: &Value) -> Result<Jwk> {
-        let obj = value.as_object().ok_or_else(|| bad("a JWK must be a JSON object"))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad("a JWK must be a JSON object"))?;
         let kty = member_str(obj, "kty")?.ok_or_else(|| bad("JWK has no \"kty\""))?;
 
         if let Some(u) = obj.get("use") {
             if u != "sig" {
-                return Err(bad("JWK \"use\" must be \"sig\" (encryption keys cannot verify tokens)"));
+                return Err(bad(
+                    "JWK \"use\" must be \"sig\" (encryption keys cannot verify tokens)",
+                ));
             }
         }
         if let Some(ops) = obj.get("key_ops") {
-            let ops = ops.as_array().ok_or_else(|| bad("JWK \"key_ops\" must be an array"))?;
+            let ops = ops
+                .as_array()
+                .ok_or_else(|| bad("JWK \"key_ops\" must be an array"))?;
             if !ops.iter().any(|o| o == "verify") {
                 return Err(bad("JWK \"key_ops\" does not include \"verify\""));
             }
@@ -134,7 +155,11 @@ impl Jwk {
         }
         let alg_given = match member_str(obj, "alg")? {
             None => None,
-            Some("ES512") => return Err(bad("alg ES512 (curve P-521) is not supported; use ES256 or ES384")),
+            Some("ES512") => {
+                return Err(bad(
+                    "alg ES512 (curve P-521) is not supported; use ES256 or ES384",
+                ))
+            }
             Some(name) => Some(Alg::from_name(name).ok_or_else(|| {
                 bad(format!(
                     "JWK alg {} is not a supported signature algorithm",
@@ -145,11 +170,15 @@ impl Jwk {
 
         let (alg, material, thumb_members) = match kty {
             "oct" => {
-                let alg = alg_given.ok_or_else(|| bad("an oct JWK must carry \"alg\" (HS256, HS384 or HS512)"))?;
+                let alg = alg_given
+                    .ok_or_else(|| bad("an oct JWK must carry \"alg\" (HS256, HS384 or HS512)"))?;
                 let (k_str, k) = required_b64(obj, kty, "k")?;
                 let k = Zeroizing::new(k);
                 if alg.kty() != "oct" {
-                    return Err(bad(format!("alg {} cannot be used with an oct key", alg.name())));
+                    return Err(bad(format!(
+                        "alg {} cannot be used with an oct key",
+                        alg.name()
+                    )));
                 }
                 if k.len() < alg.min_secret_bytes() {
                     return Err(bad(format!(
@@ -167,41 +196,73 @@ impl Jwk {
                     bad("an RSA JWK must carry \"alg\" (RS256/384/512 or PS256/384/512)")
                 })?;
                 if alg.kty() != "RSA" {
-                    return Err(bad(format!("alg {} cannot be used with an RSA key", alg.name())));
+                    return Err(bad(format!(
+                        "alg {} cannot be used with an RSA key",
+                        alg.name()
+                    )));
                 }
                 let (n_str, n) = required_b64(obj, kty, "n")?;
                 let (e_str, e) = required_b64(obj, kty, "e")?;
                 let bits = bit_len(&n);
                 if bits < MIN_RSA_BITS {
-                    return Err(bad(format!("RSA modulus is {bits} bits; at least {MIN_RSA_BITS} are required")));
+                    return Err(bad(format!(
+                        "RSA modulus is {bits} bits; at least {MIN_RSA_BITS} are required"
+                    )));
                 }
                 if bits > MAX_RSA_BITS {
-                    return Err(bad(format!("RSA modulus is {bits} bits; at most {MAX_RSA_BITS} are supported")));
+                    return Err(bad(format!(
+                        "RSA modulus is {bits} bits; at most {MAX_RSA_BITS} are supported"
+                    )));
                 }
                 if n.last().is_some_and(|b| b & 1 == 0) {
                     return Err(bad("RSA modulus is even"));
                 }
                 let e_trim = strip_leading_zeros(&e);
-                if e_trim.is_empty() || e_trim.len() > 4 || e_trim.last().unwrap() & 1 == 0 || e_trim == [1] {
-                    return Err(bad("RSA public exponent must be odd, greater than 1 and at most 32 bits"));
+                if e_trim.is_empty()
+                    || e_trim.len() > 4
+                    || e_trim.last().unwrap() & 1 == 0
+                    || e_trim == [1]
+                {
+                    return Err(bad(
+                        "RSA public exponent must be odd, greater than 1 and at most 32 bits",
+                    ));
                 }
                 if is_roca_weak(&n) {
-                    return Err(bad("RSA modulus has the ROCA fingerprint (CVE-2017-15361); the key is weak"));
+                    return Err(bad(
+                        "RSA modulus has the ROCA fingerprint (CVE-2017-15361); the key is weak",
+                    ));
                 }
                 let members = json!({"e": e_str, "kty": "RSA", "n": n_str});
-                (alg, Material::Rsa { n, e }, Zeroizing::new(members.to_string()))
+                (
+                    alg,
+                    Material::Rsa { n, e },
+                    Zeroizing::new(members.to_string()),
+                )
             }
             "EC" => {
                 let crv = member_str(obj, "crv")?.ok_or_else(|| bad("EC JWK has no \"crv\""))?;
                 let (crv, alg, size) = match crv {
                     "P-256" => ("P-256", Alg::ES256, 32),
                     "P-384" => ("P-384", Alg::ES384, 48),
-                    "P-521" => return Err(bad("curve P-521 (ES512) is not supported; use P-256 or P-384")),
-                    other => return Err(bad(format!("unsupported EC curve {}", crate::jws::printable(other)))),
+                    "P-521" => {
+                        return Err(bad(
+                            "curve P-521 (ES512) is not supported; use P-256 or P-384",
+                        ))
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "unsupported EC curve {}",
+                            crate::jws::printable(other)
+                        )))
+                    }
                 };
                 if let Some(a) = alg_given {
                     if a != alg {
-                        return Err(bad(format!("alg {} does not match curve {crv} (expected {})", a.name(), alg.name())));
+                        return Err(bad(format!(
+                            "alg {} does not match curve {crv} (expected {})",
+                            a.name(),
+                            alg.name()
+                        )));
                     }
                 }
                 let (x_str, x) = required_b64(obj, kty, "x")?;
@@ -213,20 +274,34 @@ impl Jwk {
                 point.push(4);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                let verify_alg = if size == 32 { &ECDSA_P256_SHA256_FIXED } else { &ECDSA_P384_SHA384_FIXED };
+                let verify_alg = if size == 32 {
+                    &ECDSA_P256_SHA256_FIXED
+                } else {
+                    &ECDSA_P384_SHA384_FIXED
+                };
                 ParsedPublicKey::new(verify_alg, &point)
                     .map_err(|_| bad(format!("the EC point is not on curve {crv}")))?;
                 let members = json!({"crv": crv, "kty": "EC", "x": x_str, "y": y_str});
-                (alg, Material::Ec { crv, x, y }, Zeroizing::new(members.to_string()))
+                (
+                    alg,
+                    Material::Ec { crv, x, y },
+                    Zeroizing::new(members.to_string()),
+                )
             }
             "OKP" => {
                 let crv = member_str(obj, "crv")?.ok_or_else(|| bad("OKP JWK has no \"crv\""))?;
                 if crv != "Ed25519" {
-                    return Err(bad(format!("unsupported OKP curve {} (only Ed25519)", crate::jws::printable(crv))));
+                    return Err(bad(format!(
+                        "unsupported OKP curve {} (only Ed25519)",
+                        crate::jws::printable(crv)
+                    )));
                 }
                 if let Some(a) = alg_given {
                     if a != Alg::EdDSA {
-                        return Err(bad(format!("alg {} does not match curve Ed25519 (expected EdDSA)", a.name())));
+                        return Err(bad(format!(
+                            "alg {} does not match curve Ed25519 (expected EdDSA)",
+                            a.name()
+                        )));
                     }
                 }
                 let (x_str, x) = required_b64(obj, kty, "x")?;
@@ -234,9 +309,18 @@ impl Jwk {
                     return Err(bad("Ed25519 public key must be 32 bytes"));
                 }
                 let members = json!({"crv": "Ed25519", "kty": "OKP", "x": x_str});
-                (Alg::EdDSA, Material::Okp { x }, Zeroizing::new(members.to_string()))
+                (
+                    Alg::EdDSA,
+                    Material::Okp { x },
+                    Zeroizing::new(members.to_string()),
+                )
             }
-            other => return Err(bad(format!("unsupported kty {}", crate::jws::printable(other)))),
+            other => {
+                return Err(bad(format!(
+                    "unsupported kty {}",
+                    crate::jws::printable(other)
+                )))
+            }
         };
 
         // RFC 7638: SHA-256 over the required members, lexicographically ordered, no whitespace
@@ -245,12 +329,20 @@ impl Jwk {
         let (kid, kid_given) = match member_str(obj, "kid")? {
             Some("") => return Err(bad("JWK kid must not be empty")),
             Some(k) if k.len() > MAX_KID_LEN || k.chars().any(|c| c.is_control()) => {
-                return Err(bad("JWK kid must be at most 255 bytes without control characters"))
+                return Err(bad(
+                    "JWK kid must be at most 255 bytes without control characters",
+                ))
             }
             Some(k) => (k.to_string(), true),
             None => (thumbprint.clone(), false),
         };
-        let jwk = Jwk { kid, kid_given, alg, thumbprint, material };
+        let jwk = Jwk {
+            kid,
+            kid_given,
+            alg,
+            thumbprint,
+            material,
+        };
         // Prove now that the crypto backend accepts the key, so verification cannot fail later
         // for a reason other than the token.
         jwk.verifier()?;
@@ -278,8 +370,11 @@ impl Jwk {
     /// A verifier bound to this key and its one algorithm.
     pub fn verifier(&self) -> Result<Box<dyn JwtVerifier>> {
         let key = self.decoding_key()?;
-        (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(&self.alg.to_jsonwebtoken(), &key)
-            .map_err(|_| bad("key rejected by the crypto backend"))
+        (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
+            &self.alg.to_jsonwebtoken(),
+            &key,
+        )
+        .map_err(|_| bad("key rejected by the crypto backend"))
     }
 
     /// The JWK as stored: normalised members only (unknown members dropped), kid and alg explicit.
@@ -287,8 +382,12 @@ impl Jwk {
     pub fn to_json(&self) -> Value {
         let mut v = match &self.material {
             Material::Oct(k) => json!({"kty": "oct", "k": b64::encode(k)}),
-            Material::Rsa { n, e } => json!({"kty": "RSA", "n": b64::encode(n), "e": b64::encode(e)}),
-            Material::Ec { crv, x, y } => json!({"kty": "EC", "crv": crv, "x": b64::encode(x), "y": b64::encode(y)}),
+            Material::Rsa { n, e } => {
+                json!({"kty": "RSA", "n": b64::encode(n), "e": b64::encode(e)})
+            }
+            Material::Ec { crv, x, y } => {
+                json!({"kty": "EC", "crv": crv, "x": b64::encode(x), "y": b64::encode(y)})
+            }
             Material::Okp { x } => json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(x)}),
         };
         v["kid"] = Value::String(self.kid.clone());
@@ -326,13 +425,21 @@ pub fn parse_jwks(value: &Value) -> Result<Vec<Jwk>> {
     for (i, k) in keys.iter().enumerate() {
         let jwk = Jwk::parse(k).map_err(|e| bad(format!("key #{}: {}", i + 1, e.detail)))?;
         if out.iter().any(|o| o.kid == jwk.kid) {
-            return Err(bad(format!("the JWKS has two keys with kid {}", crate::jws::printable(&jwk.kid))));
+            return Err(bad(format!(
+                "the JWKS has two keys with kid {}",
+                crate::jws::printable(&jwk.kid)
+            )));
         }
         out.push(jwk);
     }
-    let secrets = out.iter().filter(|k| matches!(k.material, Material::Oct(_))).count();
+    let secrets = out
+        .iter()
+        .filter(|k| matches!(k.material, Material::Oct(_)))
+        .count();
     if secrets > 0 && secrets < out.len() {
-        return Err(bad("the JWKS mixes secret (oct) and public keys; add secrets with auth.add_key"));
+        return Err(bad(
+            "the JWKS mixes secret (oct) and public keys; add secrets with auth.add_key",
+        ));
     }
     Ok(out)
 }
@@ -369,32 +476,84 @@ mod tests {
     fn refuses_weak_or_ambiguous_keys() {
         let cases = [
             (json!({"kty":"oct","k":"c2hvcnQ"}), "must carry \"alg\""),
-            (json!({"kty":"oct","alg":"HS256","k":"c2hvcnQ"}), "at least 32"),
-            (json!({"kty":"oct","alg":"HS512","k":b64::encode(&[7u8; 48])}), "at least 64"),
+            (
+                json!({"kty":"oct","alg":"HS256","k":"c2hvcnQ"}),
+                "at least 32",
+            ),
+            (
+                json!({"kty":"oct","alg":"HS512","k":b64::encode(&[7u8; 48])}),
+                "at least 64",
+            ),
             (json!({"kty":"oct","alg":"HS256","k":""}), "at least 32"),
-            (json!({"kty":"oct","alg":"A256GCM","k":b64::encode(&[7u8; 32])}), "not a supported"),
-            (json!({"kty":"oct","alg":"RS256","k":b64::encode(&[7u8; 32])}), "cannot be used"),
-            (json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"}), "use"),
-            (json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","key_ops":["encrypt"]}), "key_ops"),
-            (json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}), "private"),
-            (json!({"kty":"OKP","crv":"X25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}), "OKP curve"),
-            (json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"ES256"}), "does not match"),
+            (
+                json!({"kty":"oct","alg":"A256GCM","k":b64::encode(&[7u8; 32])}),
+                "not a supported",
+            ),
+            (
+                json!({"kty":"oct","alg":"RS256","k":b64::encode(&[7u8; 32])}),
+                "cannot be used",
+            ),
+            (
+                json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"}),
+                "use",
+            ),
+            (
+                json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","key_ops":["encrypt"]}),
+                "key_ops",
+            ),
+            (
+                json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}),
+                "private",
+            ),
+            (
+                json!({"kty":"OKP","crv":"X25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+                "OKP curve",
+            ),
+            (
+                json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"ES256"}),
+                "does not match",
+            ),
             (json!({"kty":"OKP","crv":"Ed25519","x":"11qY"}), "32 bytes"),
             (json!({"kty":"EC","crv":"P-521","x":"AA","y":"AA"}), "P-521"),
-            (json!({"kty":"EC","crv":"P-256","x":b64::encode(&[1u8; 32]),"y":b64::encode(&[2u8; 32])}), "not on curve"),
-            (json!({"kty":"RSA","alg":"RS256","n":b64::encode(&[0xc5u8; 128]),"e":"AQAB"}), "at least 2048"),
-            (json!({"kty":"RSA","alg":"RS256","n":b64::encode(&[0xc5u8; 256]),"e":"AQ"}), "exponent"),
-            (json!({"kty":"RSA","n":b64::encode(&[0xc5u8; 256]),"e":"AQAB"}), "must carry \"alg\""),
-            (json!({"kty":"RSA","alg":"RS256","e":"AQAB"}), "missing \"n\""),
-            (json!({"kty":"RSA","alg":"RS256","n":"AQAB=","e":"AQAB"}), "base64url"),
+            (
+                json!({"kty":"EC","crv":"P-256","x":b64::encode(&[1u8; 32]),"y":b64::encode(&[2u8; 32])}),
+                "not on curve",
+            ),
+            (
+                json!({"kty":"RSA","alg":"RS256","n":b64::encode(&[0xc5u8; 128]),"e":"AQAB"}),
+                "at least 2048",
+            ),
+            (
+                json!({"kty":"RSA","alg":"RS256","n":b64::encode(&[0xc5u8; 256]),"e":"AQ"}),
+                "exponent",
+            ),
+            (
+                json!({"kty":"RSA","n":b64::encode(&[0xc5u8; 256]),"e":"AQAB"}),
+                "must carry \"alg\"",
+            ),
+            (
+                json!({"kty":"RSA","alg":"RS256","e":"AQAB"}),
+                "missing \"n\"",
+            ),
+            (
+                json!({"kty":"RSA","alg":"RS256","n":"AQAB=","e":"AQAB"}),
+                "base64url",
+            ),
             (json!({"kty":"XYZ"}), "unsupported kty"),
-            (json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":""}), "empty"),
+            (
+                json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":""}),
+                "empty",
+            ),
             (json!("not a key"), "object"),
         ];
         for (v, why) in cases {
             match Jwk::parse(&v) {
                 Ok(k) => panic!("accepted {v}: {k:?}"),
-                Err(e) => assert!(e.detail.contains(why), "{v}: got {:?}, wanted {why:?}", e.detail),
+                Err(e) => assert!(
+                    e.detail.contains(why),
+                    "{v}: got {:?}, wanted {why:?}",
+                    e.detail
+                ),
             }
         }
     }
@@ -405,15 +564,24 @@ mod tests {
         let hs2 = json!({"kty":"oct","alg":"HS256","kid":"a","k":b64::encode(&[8u8; 32])});
         let ed = ed_key();
         assert_eq!(parse_jwks(&json!({"keys":[ed.clone()]})).unwrap().len(), 1);
-        assert!(parse_jwks(&json!({"keys":[hs.clone(), hs2]})).unwrap_err().detail.contains("two keys"));
-        assert!(parse_jwks(&json!({"keys":[hs, ed]})).unwrap_err().detail.contains("mixes"));
+        assert!(parse_jwks(&json!({"keys":[hs.clone(), hs2]}))
+            .unwrap_err()
+            .detail
+            .contains("two keys"));
+        assert!(parse_jwks(&json!({"keys":[hs, ed]}))
+            .unwrap_err()
+            .detail
+            .contains("mixes"));
         assert!(parse_jwks(&json!({"keys":[]})).is_err());
         assert!(parse_jwks(&json!([])).is_err());
     }
 
     #[test]
     fn debug_never_prints_secrets() {
-        let k = Jwk::parse(&json!({"kty":"oct","alg":"HS256","kid":"a","k":b64::encode(&[0x41u8; 32])})).unwrap();
+        let k = Jwk::parse(
+            &json!({"kty":"oct","alg":"HS256","kid":"a","k":b64::encode(&[0x41u8; 32])}),
+        )
+        .unwrap();
         let s = format!("{k:?}");
         assert!(!s.contains("QUFB"), "{s}");
         assert!(k.public_json().is_none());

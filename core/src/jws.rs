@@ -50,7 +50,9 @@ pub fn parse_compact(token: &str, max_bytes: usize) -> Result<Compact<'_>> {
     };
     // An empty payload is a valid JWS (and then not a valid JWT: claims parsing refuses it).
     if h.is_empty() || s.is_empty() {
-        return Err(AuthError::invalid_token("token has an empty header or signature"));
+        return Err(AuthError::invalid_token(
+            "token has an empty header or signature",
+        ));
     }
     let header_bytes = b64::decode(h)
         .ok_or_else(|| AuthError::invalid_token("header is not canonical unpadded base64url"))?;
@@ -58,7 +60,12 @@ pub fn parse_compact(token: &str, max_bytes: usize) -> Result<Compact<'_>> {
     let signature = b64::decode(s)
         .ok_or_else(|| AuthError::invalid_token("signature is not canonical unpadded base64url"))?;
     let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(Compact { header, signing_input, payload_b64: p, signature })
+    Ok(Compact {
+        header,
+        signing_input,
+        payload_b64: p,
+        signature,
+    })
 }
 
 /// Decodes and checks the payload segment (only after the signature has been verified).
@@ -73,23 +80,30 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let alg = match obj.get("alg") {
         None => return Err(AuthError::invalid_token("header has no alg")),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("none") => {
-            return Err(AuthError::invalid_token("alg none (unsigned tokens) is never accepted"))
+            return Err(AuthError::invalid_token(
+                "alg none (unsigned tokens) is never accepted",
+            ))
         }
-        Some(Value::String(s)) => Alg::from_name(s).ok_or_else(|| {
-            AuthError::invalid_token(format!("unsupported alg {}", printable(s)))
-        })?,
+        Some(Value::String(s)) => Alg::from_name(s)
+            .ok_or_else(|| AuthError::invalid_token(format!("unsupported alg {}", printable(s))))?,
         Some(_) => return Err(AuthError::invalid_token("header alg is not a string")),
     };
     if obj.contains_key("crit") {
         // RFC 7515 §4.1.11: a recipient that does not understand a listed extension must reject
         // the JWS; we understand none, and an empty or malformed crit is invalid anyway.
-        return Err(AuthError::invalid_token("header crit lists extensions this verifier does not implement"));
+        return Err(AuthError::invalid_token(
+            "header crit lists extensions this verifier does not implement",
+        ));
     }
     if obj.contains_key("b64") {
-        return Err(AuthError::invalid_token("unencoded payloads (b64, RFC 7797) are not supported"));
+        return Err(AuthError::invalid_token(
+            "unencoded payloads (b64, RFC 7797) are not supported",
+        ));
     }
     if obj.contains_key("zip") {
-        return Err(AuthError::invalid_token("zip is a JWE parameter; compressed JWS payloads are refused"));
+        return Err(AuthError::invalid_token(
+            "zip is a JWE parameter; compressed JWS payloads are refused",
+        ));
     }
     let kid = match obj.get("kid") {
         None => None,
@@ -100,8 +114,12 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
 }
 
 /// A short, printable rendering of an attacker-controlled string for error details.
-pub(crate) fn printable(s: &str) -> String {
-    let clean: String = s.chars().take(40).map(|c| if c.is_control() { '?' } else { c }).collect();
+pub fn printable(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if s.chars().count() > 40 {
         format!("\"{clean}…\"")
     } else {
@@ -115,14 +133,29 @@ mod tests {
     use crate::b64::encode;
 
     fn tok(header: &str, payload: &str, sig: &[u8]) -> String {
-        format!("{}.{}.{}", encode(header.as_bytes()), encode(payload.as_bytes()), encode(sig))
+        format!(
+            "{}.{}.{}",
+            encode(header.as_bytes()),
+            encode(payload.as_bytes()),
+            encode(sig)
+        )
     }
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = tok(r#"{"alg":"ES256","kid":"k1","typ":"JWT","jku":"https://evil"}"#, "{}", b"sig");
+        let t = tok(
+            r#"{"alg":"ES256","kid":"k1","typ":"JWT","jku":"https://evil"}"#,
+            "{}",
+            b"sig",
+        );
         let c = parse_compact(&t, 8192).unwrap();
-        assert_eq!(c.header, Header { alg: Alg::ES256, kid: Some("k1".into()) });
+        assert_eq!(
+            c.header,
+            Header {
+                alg: Alg::ES256,
+                kid: Some("k1".into())
+            }
+        );
         assert_eq!(c.signature, b"sig");
         assert!(t.starts_with(c.signing_input));
         assert_eq!(decode_payload(&c).unwrap(), b"{}");

@@ -20,7 +20,14 @@ pub struct KeyEntry {
 impl KeyEntry {
     pub fn new(jwk: Jwk, issuer: Option<String>, audience: Option<Vec<String>>) -> Result<Self> {
         let verifier = jwk.verifier()?;
-        Ok(KeyEntry { jwk, issuer, audience, valid_from: None, valid_until: None, verifier })
+        Ok(KeyEntry {
+            jwk,
+            issuer,
+            audience,
+            valid_from: None,
+            valid_until: None,
+            verifier,
+        })
     }
 
     pub fn with_validity(mut self, valid_from: Option<f64>, valid_until: Option<f64>) -> Self {
@@ -43,7 +50,10 @@ impl KeyEntry {
 
 impl std::fmt::Debug for KeyEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEntry").field("jwk", &self.jwk).field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("KeyEntry")
+            .field("jwk", &self.jwk)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,7 +69,10 @@ impl KeySet {
 
     pub fn insert(&mut self, entry: KeyEntry) -> Result<()> {
         if self.entries.iter().any(|e| e.jwk.kid == entry.jwk.kid) {
-            return Err(AuthError::invalid_parameter(format!("duplicate kid {}", printable(&entry.jwk.kid))));
+            return Err(AuthError::invalid_parameter(format!(
+                "duplicate kid {}",
+                printable(&entry.jwk.kid)
+            )));
         }
         self.entries.push(entry);
         Ok(())
@@ -87,9 +100,9 @@ impl KeySet {
     pub fn candidates(&self, header: &Header, now: f64) -> Result<Vec<&KeyEntry>> {
         match &header.kid {
             Some(kid) => {
-                let entry = self
-                    .get(kid)
-                    .ok_or_else(|| AuthError::invalid_token(format!("unknown kid {}", printable(kid))))?;
+                let entry = self.get(kid).ok_or_else(|| {
+                    AuthError::invalid_token(format!("unknown kid {}", printable(kid)))
+                })?;
                 check_alg(entry, header.alg)?;
                 if !entry.active_at(now) {
                     return Err(AuthError::invalid_token(format!(
@@ -100,8 +113,11 @@ impl KeySet {
                 Ok(vec![entry])
             }
             None => {
-                let found: Vec<&KeyEntry> =
-                    self.entries.iter().filter(|e| e.jwk.alg == header.alg && e.active_at(now)).collect();
+                let found: Vec<&KeyEntry> = self
+                    .entries
+                    .iter()
+                    .filter(|e| e.jwk.alg == header.alg && e.active_at(now))
+                    .collect();
                 if found.is_empty() {
                     return Err(AuthError::invalid_token(format!(
                         "no active key for alg {} and the token names no kid",

@@ -21,7 +21,10 @@ fn load(rel: &str) -> Value {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// 2025-06-15, inside every vector's validity window.
@@ -43,14 +46,38 @@ fn keyset_of(key: &Value) -> Option<KeySet> {
 
 /// tcId → (our result, why it differs from the upstream label).
 const WYCHEPROOF_JWS_DEVIATIONS: &[(u64, bool, &str)] = &[
-    (346, false, "key alg PS256 but the token is PS384: alg is bound to the key (upstream data quirk)"),
+    (
+        346,
+        false,
+        "key alg PS256 but the token is PS384: alg is bound to the key (upstream data quirk)",
+    ),
     (350, false, "same as 346 with key_ops"),
-    (347, false, "P-521/ES512 keys are refused by design (DESIGN.md: P-521 → INVALID_PARAMETER)"),
+    (
+        347,
+        false,
+        "P-521/ES512 keys are refused by design (DESIGN.md: P-521 → INVALID_PARAMETER)",
+    ),
     (351, false, "same as 347 with key_ops"),
-    (367, true, "byte-identical to valid tcId 357 (upstream issue C2SP/wycheproof#236)"),
-    (370, true, "byte-identical to valid tcId 357 (upstream issue C2SP/wycheproof#236)"),
-    (372, false, "contains '?', which is not base64url: we are strict (RFC 7515 §2)"),
-    (373, false, "contains '?', which is not base64url: we are strict (RFC 7515 §2)"),
+    (
+        367,
+        true,
+        "byte-identical to valid tcId 357 (upstream issue C2SP/wycheproof#236)",
+    ),
+    (
+        370,
+        true,
+        "byte-identical to valid tcId 357 (upstream issue C2SP/wycheproof#236)",
+    ),
+    (
+        372,
+        false,
+        "contains '?', which is not base64url: we are strict (RFC 7515 §2)",
+    ),
+    (
+        373,
+        false,
+        "contains '?', which is not base64url: we are strict (RFC 7515 §2)",
+    ),
 ];
 
 fn run_wycheproof_jws_file(rel: &str, only_jws_groups: bool) -> (usize, usize) {
@@ -74,14 +101,26 @@ fn run_wycheproof_jws_file(rel: &str, only_jws_groups: bool) -> (usize, usize) {
             };
             let token = token_text.as_str();
             let label_valid = t["result"] == "valid";
-            let ours = keys.as_ref().is_some_and(|k| verify_jws(token, k, NOW, 8192).is_ok());
+            let ours = keys
+                .as_ref()
+                .is_some_and(|k| verify_jws(token, k, NOW, 8192).is_ok());
             run += 1;
-            match WYCHEPROOF_JWS_DEVIATIONS.iter().find(|d| d.0 == id && rel.ends_with("json_web_signature_test.json")) {
+            match WYCHEPROOF_JWS_DEVIATIONS
+                .iter()
+                .find(|d| d.0 == id && rel.ends_with("json_web_signature_test.json"))
+            {
                 Some((_, expected, _why)) => {
                     deviations += 1;
-                    assert_eq!(ours, *expected, "{rel} tcId {id} ({comment}): documented deviation changed");
+                    assert_eq!(
+                        ours, *expected,
+                        "{rel} tcId {id} ({comment}): documented deviation changed"
+                    );
                 }
-                None => assert_eq!(ours, label_valid, "{rel} tcId {id} ({comment}/{})", t["comment"]),
+                None => assert_eq!(
+                    ours, label_valid,
+                    "{rel} tcId {id} ({comment}/{})",
+                    t["comment"]
+                ),
             }
         }
     }
@@ -90,20 +129,25 @@ fn run_wycheproof_jws_file(rel: &str, only_jws_groups: bool) -> (usize, usize) {
 
 #[test]
 fn wycheproof_json_web_signature() {
-    let (run, dev) = run_wycheproof_jws_file("wycheproof/testvectors_v1/json_web_signature_test.json", false);
+    let (run, dev) = run_wycheproof_jws_file(
+        "wycheproof/testvectors_v1/json_web_signature_test.json",
+        false,
+    );
     assert_eq!(run, 401);
     assert_eq!(dev, WYCHEPROOF_JWS_DEVIATIONS.len());
 }
 
 #[test]
 fn wycheproof_json_web_key() {
-    let (run, _) = run_wycheproof_jws_file("wycheproof/testvectors_v1/json_web_key_test.json", false);
+    let (run, _) =
+        run_wycheproof_jws_file("wycheproof/testvectors_v1/json_web_key_test.json", false);
     assert_eq!(run, 26);
 }
 
 #[test]
 fn wycheproof_json_web_crypto_jws_groups() {
-    let (run, _) = run_wycheproof_jws_file("wycheproof/testvectors_v1/json_web_crypto_test.json", true);
+    let (run, _) =
+        run_wycheproof_jws_file("wycheproof/testvectors_v1/json_web_crypto_test.json", true);
     assert!(run >= 40, "{run}");
 }
 
@@ -129,15 +173,24 @@ fn run_primitive_file(rel: &str, alg: Alg) -> usize {
         jwk["alg"] = json!(alg.name());
         let parsed = Jwk::parse(&jwk);
         for t in group["tests"].as_array().unwrap() {
-            let (msg, sig) = (hex(t["msg"].as_str().unwrap()), hex(t["sig"].as_str().unwrap()));
+            let (msg, sig) = (
+                hex(t["msg"].as_str().unwrap()),
+                hex(t["sig"].as_str().unwrap()),
+            );
             let ours = match &parsed {
-                Ok(k) => KeyEntry::new(k.clone(), None, None).unwrap().verify_signature(&msg, &sig),
+                Ok(k) => KeyEntry::new(k.clone(), None, None)
+                    .unwrap()
+                    .verify_signature(&msg, &sig),
                 Err(_) => false,
             };
             run += 1;
             match t["result"].as_str().unwrap() {
                 "valid" => assert!(ours, "{rel} tcId {} ({}) rejected", t["tcId"], t["comment"]),
-                "invalid" => assert!(!ours, "{rel} tcId {} ({}) accepted", t["tcId"], t["comment"]),
+                "invalid" => assert!(
+                    !ours,
+                    "{rel} tcId {} ({}) accepted",
+                    t["tcId"], t["comment"]
+                ),
                 _ => {}
             }
         }
@@ -170,21 +223,36 @@ fn wycheproof_primitives() {
 #[test]
 fn wycheproof_hmac() {
     let mut full = 0;
-    for (f, alg, bits) in [("hmac_sha256_test.json", Alg::HS256, 256), ("hmac_sha384_test.json", Alg::HS384, 384), ("hmac_sha512_test.json", Alg::HS512, 512)] {
+    for (f, alg, bits) in [
+        ("hmac_sha256_test.json", Alg::HS256, 256),
+        ("hmac_sha384_test.json", Alg::HS384, 384),
+        ("hmac_sha512_test.json", Alg::HS512, 512),
+    ] {
         let doc = load(&format!("wycheproof/testvectors_v1/{f}"));
         for group in doc["testGroups"].as_array().unwrap() {
-            let (key_bits, tag_bits) = (group["keySize"].as_u64().unwrap(), group["tagSize"].as_u64().unwrap());
+            let (key_bits, tag_bits) = (
+                group["keySize"].as_u64().unwrap(),
+                group["tagSize"].as_u64().unwrap(),
+            );
             for t in group["tests"].as_array().unwrap() {
                 let key = hex(t["key"].as_str().unwrap());
-                let jwk = json!({"kty": "oct", "alg": alg.name(), "k": auth_core::b64::encode(&key)});
+                let jwk =
+                    json!({"kty": "oct", "alg": alg.name(), "k": auth_core::b64::encode(&key)});
                 let parsed = Jwk::parse(&jwk);
                 if key_bits < bits {
                     // RFC 7518 §3.2: a key shorter than the hash output must be refused.
-                    assert!(parsed.is_err(), "{f} tcId {}: short key accepted", t["tcId"]);
+                    assert!(
+                        parsed.is_err(),
+                        "{f} tcId {}: short key accepted",
+                        t["tcId"]
+                    );
                     continue;
                 }
                 let entry = KeyEntry::new(parsed.unwrap(), None, None).unwrap();
-                let ours = entry.verify_signature(&hex(t["msg"].as_str().unwrap()), &hex(t["tag"].as_str().unwrap()));
+                let ours = entry.verify_signature(
+                    &hex(t["msg"].as_str().unwrap()),
+                    &hex(t["tag"].as_str().unwrap()),
+                );
                 if tag_bits < bits {
                     // JWS MACs are never truncated: even a correct truncated tag must fail.
                     assert!(!ours, "{f} tcId {}: truncated tag accepted", t["tcId"]);
@@ -226,7 +294,8 @@ fn rfc7515_and_rfc8037_examples() {
                     // Its exp (2011) is long past: as a JWT it is expired.
                     let e = verify_jwt(token, &keys, NOW, &Policy::default()).unwrap_err();
                     assert_eq!(e.code, ErrorCode::TokenExpired);
-                    let then = verify_jwt(token, &keys, 1_300_819_000.0, &Policy::default()).unwrap();
+                    let then =
+                        verify_jwt(token, &keys, 1_300_819_000.0, &Policy::default()).unwrap();
                     assert_eq!(then.claims["iss"], "joe");
                 }
                 // Tampering with any byte of the signature must fail.
@@ -242,8 +311,16 @@ fn rfc7515_and_rfc8037_examples() {
 #[test]
 fn rfc8037_thumbprint() {
     let doc = load("rfc/rfc7515_rfc8037_examples.json");
-    let t = doc["tests"].as_array().unwrap().iter().find(|t| t["id"] == "RFC8037-A.4/A.5").unwrap();
-    assert_eq!(Jwk::parse(&t["jwk"]).unwrap().thumbprint, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    let t = doc["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "RFC8037-A.4/A.5")
+        .unwrap();
+    assert_eq!(
+        Jwk::parse(&t["jwk"]).unwrap().thumbprint,
+        "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    );
 }
 
 #[test]
@@ -265,8 +342,11 @@ fn jose_cookbook() {
         match keyset_of(&key) {
             Some(keys) => {
                 assert!(ok, "{file}");
-                let (payload, _) = verify_jws(token, &keys, NOW, 8192).unwrap_or_else(|e| panic!("{file}: {e}"));
-                assert!(String::from_utf8(payload).unwrap().starts_with("It’s a dangerous business"));
+                let (payload, _) =
+                    verify_jws(token, &keys, NOW, 8192).unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert!(String::from_utf8(payload)
+                    .unwrap()
+                    .starts_with("It’s a dangerous business"));
             }
             None => assert!(!ok, "{file}: key refused"),
         }
@@ -284,7 +364,9 @@ fn attack_tokens() {
         }
         let jwk = Jwk::parse(&key).unwrap();
         let iss = v["expected_claims"]["iss"].as_str().map(str::to_owned);
-        let aud = v["expected_claims"]["aud"].as_str().map(|a| vec![a.to_owned()]);
+        let aud = v["expected_claims"]["aud"]
+            .as_str()
+            .map(|a| vec![a.to_owned()]);
         let mut set = KeySet::new();
         set.insert(KeyEntry::new(jwk, iss, aud).unwrap()).unwrap();
         sets.insert(name.clone(), set);
@@ -292,7 +374,10 @@ fn attack_tokens() {
     let expected_code = |category: &str, id: &str| match (category, id) {
         (_, "expired") => ErrorCode::TokenExpired,
         (_, "nbf-future") => ErrorCode::TokenNotYetValid,
-        ("claims", "payload-not-object" | "payload-not-json" | "payload-invalid-utf8" | "huge-number-exp") => ErrorCode::InvalidToken,
+        (
+            "claims",
+            "payload-not-object" | "payload-not-json" | "payload-invalid-utf8" | "huge-number-exp",
+        ) => ErrorCode::InvalidToken,
         ("claims", _) => ErrorCode::InvalidClaims,
         _ => ErrorCode::InvalidToken,
     };
@@ -320,9 +405,17 @@ fn attack_tokens() {
                 }
             }
             ("reject", Err(e)) => {
-                assert_eq!(e.code, expected_code(t["category"].as_str().unwrap(), id), "{id}: {e}");
+                assert_eq!(
+                    e.code,
+                    expected_code(t["category"].as_str().unwrap(), id),
+                    "{id}: {e}"
+                );
                 // Details never echo the token.
-                assert!(!e.detail.contains(t["jws"].as_str().unwrap().split('.').nth(1).unwrap_or("~")), "{id}");
+                assert!(
+                    !e.detail
+                        .contains(t["jws"].as_str().unwrap().split('.').nth(1).unwrap_or("~")),
+                    "{id}"
+                );
             }
             (want, got) => panic!("{id}: expected {want}, got {got:?}"),
         }

@@ -1,0 +1,10 @@
+-- Privilege story (README "Privileges"):
+--  * PUBLIC may call the RLS helpers, auth.verify and auth.authenticate, and read auth.keys.
+--  * Key management is owner/superuser-only by default and can be granted (the functions are
+--    SECURITY DEFINER with a pinned search_path).
+--  * auth.key_store is readable by its owner only.
+REVOKE ALL ON FUNCTION auth.add_key(jsonb, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.import_jwks(jsonb, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.retire_key(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._invalidate_caches() FROM PUBLIC;
+GRANT USAGE ON SCHEMA auth TO PUBLIC;

@@ -1,0 +1,56 @@
+//! The one place where core errors become PostgreSQL errors: stable code first in the message,
+//! the SQLSTATE of DESIGN.md §4, and a DETAIL that says why without any secret.
+
+use auth_core::{AuthError, ErrorCode};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+pub fn sqlstate(code: ErrorCode) -> PgSqlErrorCode {
+    match code {
+        ErrorCode::InsufficientPermissions => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        ErrorCode::InvalidCredentials => PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
+        ErrorCode::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        _ => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+    }
+}
+
+pub fn report(e: &AuthError) -> ErrorReport {
+    ErrorReport::new(
+        sqlstate(e.code),
+        format!("{}: {}", e.code.as_str(), e.code.summary()),
+        "auth_ext",
+    )
+    .set_detail(e.detail.clone())
+}
+
+/// Raises `e` as an ERROR. Never returns.
+pub fn raise(e: AuthError) -> ! {
+    report(&e).report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Raises `e` with a HINT.
+pub fn raise_with_hint(e: AuthError, hint: &str) -> ! {
+    report(&e)
+        .set_hint(hint.to_string())
+        .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// Unwraps a core result, raising its error.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for auth_core::Result<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(e),
+        }
+    }
+}
+
+pub fn invalid_parameter(detail: impl Into<String>) -> ! {
+    raise(AuthError::invalid_parameter(detail))
+}

@@ -1,0 +1,189 @@
+//! Configuration parameters. `auth.jwt` is the per-request input (any role may set it, usually
+//! with `SET LOCAL`/`set_config(…, true)`); every other `auth.*` parameter is policy and only a
+//! superuser may set it (`ALTER SYSTEM`, `ALTER DATABASE/ROLE … SET`).
+//!
+//! Every parameter that influences a cached identity has an assign hook that bumps a generation
+//! counter; the RLS helpers compare counters instead of re-reading settings on every row.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bumped whenever the bearer token input changes (`auth.jwt`, or the PostgREST
+/// `request.jwt.claim*` settings used when `auth.trust_request_claims` is on): by SET, SET
+/// LOCAL, set_config, RESET, DISCARD ALL, and the automatic reset at transaction end.
+pub static TOKEN_GEN: AtomicU64 = AtomicU64::new(1);
+/// Bumped whenever a policy parameter changes.
+pub static CONFIG_GEN: AtomicU64 = AtomicU64::new(1);
+
+pub static JWT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LEEWAY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static MAX_TOKEN_BYTES: GucSetting<i32> = GucSetting::<i32>::new(8192);
+pub static REQUIRE_EXP: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ROLES_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"app_metadata.roles"));
+pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
+// PostgREST/Supabase inputs, declared here so that changing them bumps TOKEN_GEN.
+pub static REQUEST_CLAIMS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static REQUEST_CLAIM_SUB: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static REQUEST_CLAIM_ROLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static REQUEST_CLAIM_EMAIL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn token_changed(_new: *const c_char, _extra: *mut c_void) {
+    TOKEN_GEN.fetch_add(1, Ordering::Relaxed);
+}
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn config_changed_int(_new: i32, _extra: *mut c_void) {
+    CONFIG_GEN.fetch_add(1, Ordering::Relaxed);
+}
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn config_changed_bool(_new: bool, _extra: *mut c_void) {
+    CONFIG_GEN.fetch_add(1, Ordering::Relaxed);
+    TOKEN_GEN.fetch_add(1, Ordering::Relaxed);
+}
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn config_changed_str(_new: *const c_char, _extra: *mut c_void) {
+    CONFIG_GEN.fetch_add(1, Ordering::Relaxed);
+}
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_claim_path(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // A claim path must name something: an empty one would silently grant no roles.
+    !(*newval).is_null() && *(*newval) != 0
+}
+
+/// The raw current value of a string GUC without copying: this is read once per helper call on
+/// the slow path only.
+pub fn raw_str(setting: &'static GucSetting<Option<CString>>) -> Option<&'static CStr> {
+    // SAFETY: PostgreSQL owns the string and replaces (never mutates) it on change; callers
+    // use the slice before any statement can run that changes the setting.
+    unsafe {
+        let p = *setting.as_ptr();
+        if p.is_null() || *p == 0 {
+            None
+        } else {
+            Some(CStr::from_ptr(p))
+        }
+    }
+}
+
+pub fn leeway_seconds() -> f64 {
+    LEEWAY_SECONDS.get() as f64
+}
+
+pub fn policy() -> auth_core::Policy {
+    auth_core::Policy {
+        leeway_seconds: leeway_seconds(),
+        require_exp: REQUIRE_EXP.get(),
+        max_token_bytes: MAX_TOKEN_BYTES.get() as usize,
+    }
+}
+
+pub fn roles_claim() -> String {
+    raw_str(&ROLES_CLAIM)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or(auth_core::identity::DEFAULT_ROLES_CLAIM)
+        .to_string()
+}
+
+pub fn init() {
+    let user = GucFlags::default();
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth.jwt",
+            c"Bearer token (JWT) of the current request.",
+            c"Set per transaction with set_config('auth.jwt', token, true). Verified on first use; auth.uid() and the other helpers read the verified claims.",
+            &JWT,
+            GucContext::Userset,
+            user,
+            None,
+            Some(token_changed),
+            None,
+        );
+        for (name, setting) in [
+            (c"request.jwt.claims", &REQUEST_CLAIMS),
+            (c"request.jwt.claim.sub", &REQUEST_CLAIM_SUB),
+            (c"request.jwt.claim.role", &REQUEST_CLAIM_ROLE),
+            (c"request.jwt.claim.email", &REQUEST_CLAIM_EMAIL),
+        ] {
+            GucRegistry::define_string_guc_with_hooks(
+                name,
+                c"Claims set by PostgREST; read by auth_ext only when auth.trust_request_claims is on.",
+                c"",
+                setting,
+                GucContext::Userset,
+                user,
+                None,
+                Some(token_changed),
+                None,
+            );
+        }
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth.leeway_seconds",
+            c"Clock-skew allowance for exp, nbf and iat, in seconds.",
+            c"",
+            &LEEWAY_SECONDS,
+            0,
+            3600,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(config_changed_int),
+            None,
+        );
+        GucRegistry::define_int_guc_with_hooks(
+            c"auth.max_token_bytes",
+            c"Largest accepted bearer token, in bytes.",
+            c"",
+            &MAX_TOKEN_BYTES,
+            256,
+            1 << 20,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(config_changed_int),
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth.require_exp",
+            c"Refuse tokens without an exp claim.",
+            c"",
+            &REQUIRE_EXP,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(config_changed_bool),
+            None,
+        );
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth.roles_claim",
+            c"Dotted claim path of the application roles read by auth.roles() and auth.has_role().",
+            c"",
+            &ROLES_CLAIM,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_claim_path),
+            Some(config_changed_str),
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth.trust_request_claims",
+            c"When auth.jwt is not set, read PostgREST's request.jwt.claims without verification.",
+            c"Only for databases behind PostgREST, which verifies tokens itself: any SQL client can set request.jwt.claims.",
+            &TRUST_REQUEST_CLAIMS,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(config_changed_bool),
+            None,
+        );
+    }
+}

@@ -1,0 +1,398 @@
+//! Binding a verified token to the current transaction, and the per-backend cache that makes
+//! every helper call after the first a few integer comparisons.
+//!
+//! The cache is stamped with four generation counters: the token input (`auth.jwt` and the
+//! PostgREST settings), the transaction, the key set and the policy GUCs. Any change sends the
+//! next call down the slow path, which re-checks what can have changed:
+//! * same token, new transaction → exp/nbf/iat against the new transaction time, key still active;
+//! * key set changed → full verification again, unless the rows are byte-identical;
+//! * token or policy changed, `RESET`, `DISCARD ALL`, transaction end of a `SET LOCAL` →
+//!   anonymous or a full verification of the new token.
+//!
+//! Results handed to PostgreSQL (uuid, text, jsonb, text[]) are built once per token in a
+//! memory context owned by the identity and kept until the end of the transaction in which
+//! the identity is replaced, so a datum returned earlier in a query never dangles.
+
+use crate::errors::{raise, OrRaise};
+use crate::{gucs, invalidation, keys};
+use auth_core::{claims, AuthError, Identity, KeyEntry, KeySet, Policy, TimeClaims};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, IntoDatum, JsonB, PgMemoryContexts};
+use serde_json::{Map, Value};
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_UNIX: f64 = 946_684_800.0;
+const CLAIM_CACHE_ENTRIES: usize = 16;
+
+/// The transaction timestamp in Unix seconds: all checks in one transaction agree.
+pub fn transaction_now() -> f64 {
+    let ts = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    ts as f64 / 1e6 + PG_EPOCH_UNIX
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    token: u64,
+    xact: u64,
+    keys: u64,
+    config: u64,
+}
+
+impl Stamp {
+    #[inline]
+    fn now() -> Stamp {
+        Stamp {
+            token: gucs::TOKEN_GEN.load(Relaxed),
+            xact: invalidation::XACT_GEN.load(Relaxed),
+            keys: invalidation::KEY_STORE.gen(),
+            config: gucs::CONFIG_GEN.load(Relaxed),
+        }
+    }
+}
+
+/// A verified (or, in PostgREST compatibility mode, trusted) identity.
+pub struct Bound {
+    /// The exact input it was built from (token or claims text), to recognise it again.
+    source: Vec<u8>,
+    trusted_request_claims: bool,
+    pub claims: Map<String, Value>,
+    times: TimeClaims,
+    pub ident: Identity,
+    kid: Option<String>,
+    keys_fingerprint: u64,
+    config_gen: u64,
+    ctx: pg_sys::MemoryContext,
+    uid: Cell<Option<pg_sys::Datum>>,
+    user_id: Cell<Option<pg_sys::Datum>>,
+    role: Cell<Option<pg_sys::Datum>>,
+    email: Cell<Option<pg_sys::Datum>>,
+    jwt: Cell<Option<pg_sys::Datum>>,
+    roles: Cell<Option<pg_sys::Datum>>,
+    claim_cache: RefCell<Vec<(String, Option<pg_sys::Datum>)>>,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        unsafe { pg_sys::MemoryContextDelete(self.ctx) };
+    }
+}
+
+impl Bound {
+    fn new(
+        source: &[u8],
+        trusted: bool,
+        claims: Map<String, Value>,
+        times: TimeClaims,
+        kid: Option<String>,
+        keys_fingerprint: u64,
+    ) -> auth_core::Result<Bound> {
+        let ident = Identity::from_claims(&claims, &gucs::roles_claim())?;
+        let ctx = unsafe {
+            pg_sys::AllocSetContextCreateInternal(
+                pg_sys::TopMemoryContext,
+                c"auth_ext identity".as_ptr(),
+                0,
+                1024,
+                8 * 1024 * 1024,
+            )
+        };
+        Ok(Bound {
+            source: source.to_vec(),
+            trusted_request_claims: trusted,
+            claims,
+            times,
+            ident,
+            kid,
+            keys_fingerprint,
+            config_gen: gucs::CONFIG_GEN.load(Relaxed),
+            ctx,
+            uid: Cell::new(None),
+            user_id: Cell::new(None),
+            role: Cell::new(None),
+            email: Cell::new(None),
+            jwt: Cell::new(None),
+            roles: Cell::new(None),
+            claim_cache: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn cached(
+        &self,
+        cell: &Cell<Option<pg_sys::Datum>>,
+        build: impl FnOnce() -> pg_sys::Datum,
+    ) -> pg_sys::Datum {
+        if let Some(d) = cell.get() {
+            return d;
+        }
+        let d = unsafe { PgMemoryContexts::For(self.ctx).switch_to(|_| build()) };
+        cell.set(Some(d));
+        d
+    }
+
+    pub fn uid_datum(&self, bytes: &[u8; 16]) -> pg_sys::Datum {
+        self.cached(&self.uid, || unsafe {
+            let p = pg_sys::palloc(16) as *mut u8;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, 16);
+            pg_sys::Datum::from(p)
+        })
+    }
+
+    fn text(
+        &self,
+        cell: &Cell<Option<pg_sys::Datum>>,
+        s: &Option<String>,
+    ) -> Option<pg_sys::Datum> {
+        let s = s.as_deref()?;
+        Some(self.cached(cell, || s.into_datum().expect("text datum")))
+    }
+
+    pub fn user_id_datum(&self) -> Option<pg_sys::Datum> {
+        self.text(&self.user_id, &self.ident.sub)
+    }
+    pub fn role_datum(&self) -> Option<pg_sys::Datum> {
+        self.text(&self.role, &self.ident.role)
+    }
+    pub fn email_datum(&self) -> Option<pg_sys::Datum> {
+        self.text(&self.email, &self.ident.email)
+    }
+    pub fn jwt_datum(&self) -> pg_sys::Datum {
+        self.cached(&self.jwt, || {
+            JsonB(Value::Object(self.claims.clone()))
+                .into_datum()
+                .expect("jsonb datum")
+        })
+    }
+    pub fn roles_datum(&self) -> pg_sys::Datum {
+        self.cached(&self.roles, || {
+            self.ident.roles.clone().into_datum().expect("text[] datum")
+        })
+    }
+
+    /// One claim by dotted path as jsonb; the last few paths asked for are remembered.
+    pub fn claim_datum(&self, path: &str) -> Option<pg_sys::Datum> {
+        if let Some((_, d)) = self.claim_cache.borrow().iter().find(|(p, _)| p == path) {
+            return *d;
+        }
+        let d = auth_core::identity::lookup(&self.claims, path).map(|v| unsafe {
+            PgMemoryContexts::For(self.ctx)
+                .switch_to(|_| JsonB(v.clone()).into_datum().expect("jsonb datum"))
+        });
+        let mut cache = self.claim_cache.borrow_mut();
+        if cache.len() < CLAIM_CACHE_ENTRIES {
+            cache.push((path.to_string(), d));
+        }
+        d
+    }
+}
+
+struct State {
+    stamp: Option<Stamp>,
+    current: Option<Box<Bound>>,
+    /// Identities replaced during this transaction; their datums may still be referenced.
+    retired: Vec<Box<Bound>>,
+}
+
+static mut STATE: State = State {
+    stamp: None,
+    current: None,
+    retired: Vec::new(),
+};
+
+#[allow(static_mut_refs)]
+fn state() -> &'static mut State {
+    // SAFETY: backends are single-threaded and no reference outlives a helper call.
+    unsafe { &mut STATE }
+}
+
+/// Frees identities replaced during the transaction that just ended.
+pub fn end_of_transaction() {
+    state().retired.clear();
+}
+
+fn replace(new: Option<Box<Bound>>) {
+    let st = state();
+    if let Some(old) = std::mem::replace(&mut st.current, new) {
+        st.retired.push(old);
+    }
+}
+
+/// The identity bound to the current transaction, or `None` when anonymous. Raises when the
+/// bound token is invalid. This is the hot path of every RLS helper.
+#[inline]
+pub fn current() -> Option<&'static Bound> {
+    invalidation::statement_tick();
+    let s = Stamp::now();
+    let st = state();
+    if st.stamp == Some(s) {
+        return st.current.as_deref();
+    }
+    refresh(s)
+}
+
+enum Input<'a> {
+    Anonymous,
+    Token(&'a [u8]),
+    RequestClaims(&'a [u8]),
+    RequestClaimParts,
+}
+
+fn read_input() -> Input<'static> {
+    if let Some(t) = gucs::raw_str(&gucs::JWT) {
+        return Input::Token(t.to_bytes());
+    }
+    if gucs::TRUST_REQUEST_CLAIMS.get() {
+        if let Some(c) = gucs::raw_str(&gucs::REQUEST_CLAIMS) {
+            return Input::RequestClaims(c.to_bytes());
+        }
+        if gucs::raw_str(&gucs::REQUEST_CLAIM_SUB).is_some() {
+            return Input::RequestClaimParts;
+        }
+    }
+    Input::Anonymous
+}
+
+fn key_is_active(keys: &KeySet, kid: &Option<String>, now: f64) -> bool {
+    kid.as_ref()
+        .is_none_or(|k| keys.get(k).is_some_and(|e: &KeyEntry| e.active_at(now)))
+}
+
+/// Fully verifies `token` against the key set.
+pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Result<Bound> {
+    let token =
+        std::str::from_utf8(token).map_err(|_| AuthError::invalid_token("token is not UTF-8"))?;
+    let keys = keys::current();
+    let v = auth_core::verify_jwt(token, &keys.set, now, policy)?;
+    Bound::new(
+        token.as_bytes(),
+        false,
+        v.claims,
+        v.times,
+        Some(v.kid),
+        keys.fingerprint,
+    )
+}
+
+#[cold]
+fn refresh(s: Stamp) -> Option<&'static Bound> {
+    let st = state();
+    st.stamp = None;
+    match read_input() {
+        Input::Anonymous => replace(None),
+        Input::Token(token) => {
+            let now = transaction_now();
+            let policy = gucs::policy();
+            let reusable = st.current.as_deref().filter(|b| {
+                !b.trusted_request_claims && b.source == token && b.config_gen == s.config
+            });
+            let keys = keys::current();
+            match reusable {
+                Some(b) if b.keys_fingerprint == keys.fingerprint => {
+                    claims::check_times(&b.times, now, &policy).or_raise();
+                    if !key_is_active(&keys.set, &b.kid, now) {
+                        raise(AuthError::invalid_token(
+                            "the key that signed the token has been retired",
+                        ));
+                    }
+                }
+                _ => {
+                    let b = verify_token(token, now, &policy).or_raise();
+                    replace(Some(Box::new(b)));
+                }
+            }
+        }
+        Input::RequestClaims(text) => {
+            let same = st.current.as_deref().is_some_and(|b| {
+                b.trusted_request_claims && b.source == text && b.config_gen == s.config
+            });
+            if !same {
+                let claims = auth_core::json::parse_object(text)
+                    .map_err(|e| {
+                        AuthError::invalid_claims(format!("request.jwt.claims {}", e.describe()))
+                    })
+                    .or_raise();
+                let b = Bound::new(text, true, claims, TimeClaims::default(), None, 0).or_raise();
+                replace(Some(Box::new(b)));
+            }
+        }
+        Input::RequestClaimParts => {
+            let mut claims = Map::new();
+            for (name, setting) in [
+                ("sub", &gucs::REQUEST_CLAIM_SUB),
+                ("role", &gucs::REQUEST_CLAIM_ROLE),
+                ("email", &gucs::REQUEST_CLAIM_EMAIL),
+            ] {
+                if let Some(v) = gucs::raw_str(setting) {
+                    claims.insert(
+                        name.to_string(),
+                        Value::String(v.to_string_lossy().into_owned()),
+                    );
+                }
+            }
+            let text = Value::Object(claims.clone()).to_string();
+            let same = st.current.as_deref().is_some_and(|b| {
+                b.trusted_request_claims && b.source == text.as_bytes() && b.config_gen == s.config
+            });
+            if !same {
+                let b = Bound::new(
+                    text.as_bytes(),
+                    true,
+                    claims,
+                    TimeClaims::default(),
+                    None,
+                    0,
+                )
+                .or_raise();
+                replace(Some(Box::new(b)));
+            }
+        }
+    }
+    // Stamp with the counters as they are now: loading keys may itself have processed
+    // invalidations, which must not be mistaken for later changes.
+    st.stamp = Some(Stamp::now());
+    st.current.as_deref()
+}
+
+/// Verifies `token` now, binds it to the current transaction (as `SET LOCAL auth.jwt`), and
+/// returns its claims.
+#[pg_extern(volatile, parallel_unsafe)]
+fn authenticate(token: &str) -> JsonB {
+    let b = verify_token(token.as_bytes(), transaction_now(), &gucs::policy()).or_raise();
+    let claims = JsonB(Value::Object(b.claims.clone()));
+    let value = std::ffi::CString::new(token)
+        .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
+    unsafe {
+        pg_sys::set_config_option(
+            c"auth.jwt".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+    replace(Some(Box::new(b)));
+    state().stamp = Some(Stamp::now());
+    claims
+}
+
+/// Verifies `token` against the key set and returns its claims; binds nothing.
+#[pg_extern(stable, parallel_safe, name = "verify")]
+fn verify_with_keyset(token: &str) -> JsonB {
+    let b = verify_token(token.as_bytes(), transaction_now(), &gucs::policy()).or_raise();
+    JsonB(Value::Object(b.claims.clone()))
+}
+
+/// Verifies `token` against one given JWK (no key set, no issuer/audience binding).
+#[pg_extern(stable, parallel_safe, name = "verify")]
+fn verify_with_key(token: &str, key: JsonB) -> JsonB {
+    let jwk = auth_core::Jwk::parse(&key.0).or_raise();
+    let entry = KeyEntry::new(jwk, None, None).or_raise();
+    let v =
+        auth_core::verify::verify_jwt_with_key(token, &entry, transaction_now(), &gucs::policy())
+            .or_raise();
+    JsonB(Value::Object(v.claims))
+}

@@ -1,0 +1,118 @@
+//! Freshness without shared_preload_libraries: per-backend generation counters driven by
+//! PostgreSQL's own invalidation machinery.
+//!
+//! * Transaction end (xact callback) bumps `XACT_GEN`: cached identities re-check time claims
+//!   and key validity against the new transaction's timestamp.
+//! * Changes to a watched table (`auth.key_store`, …) send a relcache invalidation from a
+//!   statement trigger; every backend receives it at its next transaction start or lock, or at
+//!   its next helper call in a new statement (`statement_tick`), and bumps that table's counter.
+
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+pub static XACT_GEN: AtomicU64 = AtomicU64::new(1);
+static LAST_STATEMENT: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// A table whose changes must reach every backend's cache.
+pub struct Watched {
+    pub relname: &'static str,
+    oid: AtomicU32,
+    gen: AtomicU64,
+    /// `XACT_GEN` when the last invalidation arrived: data loaded in that same transaction may
+    /// predate the change (older snapshot), so it is trusted only until the transaction ends.
+    inval_xact: AtomicU64,
+}
+
+impl Watched {
+    pub const fn new(relname: &'static str) -> Self {
+        Watched {
+            relname,
+            oid: AtomicU32::new(0),
+            gen: AtomicU64::new(1),
+            inval_xact: AtomicU64::new(0),
+        }
+    }
+    #[inline]
+    pub fn gen(&self) -> u64 {
+        self.gen.load(Relaxed)
+    }
+    pub fn set_oid(&self, oid: pg_sys::Oid) {
+        self.oid.store(oid.to_u32(), Relaxed);
+    }
+    pub fn oid(&self) -> pg_sys::Oid {
+        pg_sys::Oid::from(self.oid.load(Relaxed))
+    }
+    /// The transaction (by `XACT_GEN`) until which data loaded now may be trusted, or `None`
+    /// when it is good until the next invalidation.
+    pub fn trust_until_xact(&self) -> Option<u64> {
+        let x = XACT_GEN.load(Relaxed);
+        (self.inval_xact.load(Relaxed) == x).then_some(x)
+    }
+    fn invalidate(&self) {
+        self.gen.fetch_add(1, Relaxed);
+        self.inval_xact.store(XACT_GEN.load(Relaxed), Relaxed);
+    }
+}
+
+pub static KEY_STORE: Watched = Watched::new("key_store");
+pub static WATCHED: [&Watched; 1] = [&KEY_STORE];
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        XACT_GEN.fetch_add(1, Relaxed);
+        crate::identity::end_of_transaction();
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    for w in WATCHED {
+        // InvalidOid means "everything" (e.g. after an invalidation-queue overflow).
+        if relid == pg_sys::InvalidOid || (w.oid() != pg_sys::InvalidOid && relid == w.oid()) {
+            w.invalidate();
+        }
+    }
+}
+
+/// At the first helper call of each statement, take in invalidations other backends have
+/// committed, so a retired key or revoked session is seen by the next statement even inside a
+/// long transaction. Costs one timestamp comparison on every other call.
+#[inline]
+pub fn statement_tick() {
+    let ts = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    if LAST_STATEMENT.load(Relaxed) != ts {
+        LAST_STATEMENT.store(ts, Relaxed);
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+    }
+}
+
+/// Sends a relcache invalidation for `relid` to every backend (delivered at commit).
+pub fn broadcast(relid: pg_sys::Oid) {
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+}
+
+/// Statement trigger on watched tables: any INSERT/UPDATE/DELETE/TRUNCATE invalidates caches.
+#[pgrx::pg_trigger]
+fn _invalidate_caches<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByRust>>, pgrx::PgTriggerError>
+{
+    broadcast(trigger.relation()?.oid());
+    Ok(None)
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+    }
+}

@@ -1,0 +1,200 @@
+//! The trusted key set: `auth.add_key`, `auth.import_jwks`, `auth.retire_key` write
+//! `auth.key_store` (readable by its owner only); every backend keeps a parsed copy that is
+//! reloaded when a relcache invalidation for the table arrives.
+
+use crate::errors::{invalid_parameter, OrRaise};
+use crate::invalidation::KEY_STORE;
+use crate::privilege;
+use auth_core::jwk::{parse_jwks, Jwk};
+use auth_core::{KeyEntry, KeySet};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+pub struct LoadedKeys {
+    pub set: KeySet,
+    /// Hash of the rows the set was built from: identities verified against an identical set
+    /// stay valid across reloads.
+    pub fingerprint: u64,
+    gen: u64,
+    trust_until_xact: Option<u64>,
+}
+
+static mut LOADED: Option<LoadedKeys> = None;
+
+// No operators and only pg_catalog-qualified functions: the query runs as the table owner with
+// the caller's search_path, which must not be able to redirect it.
+const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
+     pg_catalog.date_part('epoch', valid_from), pg_catalog.date_part('epoch', valid_until)) ORDER BY kid) \
+     FROM auth.key_store";
+
+/// The current key set, reloaded if a key changed since it was loaded.
+#[allow(static_mut_refs)]
+pub fn current() -> &'static LoadedKeys {
+    // SAFETY: a backend is single-threaded; the reference is not held across a reload.
+    unsafe {
+        let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
+        let fresh = LOADED.as_ref().is_some_and(|k| {
+            k.gen == KEY_STORE.gen() && k.trust_until_xact.is_none_or(|x| x == xact)
+        });
+        if !fresh {
+            LOADED = Some(load());
+        }
+        LOADED.as_ref().unwrap()
+    }
+}
+
+fn load() -> LoadedKeys {
+    let (oid, owner) = privilege::locate(KEY_STORE.relname);
+    KEY_STORE.set_oid(oid);
+    // Read the counters before the rows: an invalidation arriving during the load forces
+    // another load on the next call.
+    let gen = KEY_STORE.gen();
+    let trust_until_xact = KEY_STORE.trust_until_xact();
+    let rows: Option<JsonB> = privilege::as_role(owner, || {
+        Spi::connect(|client| {
+            client
+                .select(LOAD_QUERY, Some(1), &[])?
+                .first()
+                .get_one::<JsonB>()
+        })
+    })
+    .unwrap_or_else(|e| pgrx::error!("auth_ext: cannot read auth.key_store: {e}"));
+    let rows = rows.map(|j| j.0).unwrap_or(Value::Array(vec![]));
+    let mut hasher = DefaultHasher::new();
+    rows.to_string().hash(&mut hasher);
+    let mut set = KeySet::new();
+    for row in rows.as_array().into_iter().flatten() {
+        let kid = row[0].as_str().unwrap_or("?");
+        let entry = Jwk::parse(&row[1]).and_then(|jwk| {
+            let audience = row[3].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            });
+            KeyEntry::new(jwk, row[2].as_str().map(String::from), audience)
+        });
+        match entry {
+            Ok(e) => {
+                let e = e.with_validity(row[4].as_f64(), row[5].as_f64());
+                if let Err(err) = set.insert(e) {
+                    pgrx::warning!(
+                        "auth_ext: key {kid} in auth.key_store ignored: {}",
+                        err.detail
+                    );
+                }
+            }
+            // Rows written by hand bypass add_key's checks; refuse them without breaking auth.
+            Err(err) => pgrx::warning!(
+                "auth_ext: key {kid} in auth.key_store ignored: {}",
+                err.detail
+            ),
+        }
+    }
+    LoadedKeys {
+        set,
+        fingerprint: hasher.finish(),
+        gen,
+        trust_until_xact,
+    }
+}
+
+fn check_binding(issuer: Option<&str>, audience: &Option<Vec<String>>) {
+    if issuer.is_some_and(|i| i.is_empty()) {
+        invalid_parameter("issuer must not be empty (use NULL for no issuer check)");
+    }
+    if let Some(a) = audience {
+        if a.is_empty() || a.iter().any(|s| s.is_empty()) {
+            invalid_parameter("audience must be NULL or a non-empty array of non-empty strings");
+        }
+    }
+}
+
+/// Inserts or refreshes one key. The same kid with different key material is refused: a
+/// provider never reuses a kid, so that is a mistake or an attack.
+fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, source: &str) {
+    let existing: Option<String> = Spi::get_one_with_args(
+        "SELECT thumbprint FROM auth.key_store WHERE kid = $1",
+        &[jwk.kid.as_str().into()],
+    )
+    .unwrap_or(None);
+    match existing {
+        Some(t) if t != jwk.thumbprint => invalid_parameter(format!(
+            "kid {} already names a different key; retire it and use a new kid",
+            auth_core::jws::printable(&jwk.kid)
+        )),
+        Some(_) => {
+            Spi::run_with_args(
+                "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = pg_catalog.least(valid_from, pg_catalog.now()) \
+                 WHERE kid = $1",
+                &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
+            )
+            .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+        }
+        None => {
+            Spi::run_with_args(
+                "INSERT INTO auth.key_store (kid, alg, kty, jwk, thumbprint, issuer, audience, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    jwk.kid.as_str().into(),
+                    jwk.alg.name().into(),
+                    jwk.kty().into(),
+                    JsonB(jwk.to_json()).into(),
+                    jwk.thumbprint.as_str().into(),
+                    issuer.into(),
+                    audience.clone().into(),
+                    source.into(),
+                ],
+            )
+            .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+        }
+    }
+}
+
+/// Adds a verification key (public JWK, or an `oct` secret) and returns its kid.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn add_key(
+    jwk: JsonB,
+    issuer: default!(Option<&str>, "NULL"),
+    audience: default!(Option<Vec<String>>, "NULL"),
+) -> String {
+    check_binding(issuer, &audience);
+    let jwk = Jwk::parse(&jwk.0).or_raise();
+    upsert(&jwk, issuer, &audience, "add_key");
+    jwk.kid
+}
+
+/// Adds or refreshes every key of a JWKS document; returns how many keys it holds.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn import_jwks(
+    jwks: JsonB,
+    issuer: default!(Option<&str>, "NULL"),
+    audience: default!(Option<Vec<String>>, "NULL"),
+) -> i32 {
+    check_binding(issuer, &audience);
+    let keys = parse_jwks(&jwks.0).or_raise();
+    for jwk in &keys {
+        upsert(jwk, issuer, &audience, "import_jwks");
+    }
+    keys.len() as i32
+}
+
+/// Stops accepting tokens signed with `kid` from `at` on (compared with transaction time).
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn retire_key(kid: &str, at: default!(pgrx::datum::TimestampWithTimeZone, "now()")) {
+    let found: Option<String> = Spi::get_one_with_args(
+        "UPDATE auth.key_store SET valid_until = $2 WHERE kid = $1 RETURNING kid",
+        &[kid.into(), at.into()],
+    )
+    .unwrap_or(None);
+    if found.is_none() {
+        invalid_parameter(format!(
+            "no key with kid {}",
+            auth_core::jws::printable(kid)
+        ));
+    }
+}

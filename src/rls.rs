@@ -1,0 +1,123 @@
+//! The RLS helpers: `auth.uid()`, `auth.user_id()`, `auth.role()`, `auth.email()`,
+//! `auth.jwt()`, `auth.claim(path)`, `auth.roles()`, `auth.has_role(role)`,
+//! `auth.require_role(role)`.
+//!
+//! They are plain C-ABI functions (declared in `sql/020_rls.sql`) rather than generated
+//! wrappers, because they run once per row: after the first call in a transaction each is a
+//! stamp comparison that returns a datum cached for the token, with no allocation.
+
+use crate::errors::raise_with_hint;
+use crate::identity::{self, Bound};
+use auth_core::{AuthError, ErrorCode, Uid};
+use pgrx::pg_sys;
+use pgrx::IntoDatum;
+
+/// Declares `fn $name(fcinfo) -> Datum` as a version-1 PostgreSQL function with pgrx's panic
+/// and error guard.
+macro_rules! sql_function {
+    ($name:ident, $finfo:ident, |$fcinfo:ident| $body:block) => {
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+
+        #[unsafe(no_mangle)]
+        #[doc(hidden)]
+        #[allow(unused_variables)]
+        pub unsafe extern "C-unwind" fn $name($fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+            unsafe { pg_sys::submodules::panic::pgrx_extern_c_guard(|| $body) }
+        }
+    };
+}
+
+#[inline]
+fn null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe { (*fcinfo).isnull = true };
+    pg_sys::Datum::from(0)
+}
+
+#[inline]
+fn or_null(fcinfo: pg_sys::FunctionCallInfo, d: Option<pg_sys::Datum>) -> pg_sys::Datum {
+    d.unwrap_or_else(|| null(fcinfo))
+}
+
+/// The first argument as text (the functions taking one are STRICT).
+fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo) -> &'a str {
+    unsafe { pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0) }.unwrap_or("")
+}
+
+fn uid_of(b: &Bound) -> Option<pg_sys::Datum> {
+    match &b.ident.uid {
+        Uid::Absent => None,
+        Uid::Uuid(bytes) => Some(b.uid_datum(bytes)),
+        Uid::NotUuid => raise_with_hint(
+            AuthError::invalid_claims("sub is not a uuid, so auth.uid() cannot return it"),
+            "Use auth.user_id(), which returns sub as text, for identity providers whose user ids are not uuids.",
+        ),
+    }
+}
+
+sql_function!(auth_uid, pg_finfo_auth_uid, |fcinfo| {
+    let d = identity::current().and_then(uid_of);
+    or_null(fcinfo, d)
+});
+
+sql_function!(auth_user_id, pg_finfo_auth_user_id, |fcinfo| {
+    or_null(fcinfo, identity::current().and_then(Bound::user_id_datum))
+});
+
+sql_function!(auth_role, pg_finfo_auth_role, |fcinfo| {
+    or_null(fcinfo, identity::current().and_then(Bound::role_datum))
+});
+
+sql_function!(auth_email, pg_finfo_auth_email, |fcinfo| {
+    or_null(fcinfo, identity::current().and_then(Bound::email_datum))
+});
+
+sql_function!(auth_jwt, pg_finfo_auth_jwt, |fcinfo| {
+    or_null(fcinfo, identity::current().map(Bound::jwt_datum))
+});
+
+sql_function!(auth_claim, pg_finfo_auth_claim, |fcinfo| {
+    let path = text_arg(fcinfo);
+    or_null(
+        fcinfo,
+        identity::current().and_then(|b| b.claim_datum(path)),
+    )
+});
+
+sql_function!(auth_roles, pg_finfo_auth_roles, |fcinfo| {
+    match identity::current() {
+        Some(b) => b.roles_datum(),
+        None => Vec::<String>::new().into_datum().expect("empty text[]"),
+    }
+});
+
+fn has_role(role: &str) -> bool {
+    identity::current().is_some_and(|b| b.ident.has_role(role))
+}
+
+sql_function!(auth_has_role, pg_finfo_auth_has_role, |fcinfo| {
+    pg_sys::Datum::from(has_role(text_arg(fcinfo)))
+});
+
+sql_function!(auth_require_role, pg_finfo_auth_require_role, |fcinfo| {
+    let role = text_arg(fcinfo);
+    if !has_role(role) {
+        let who = if identity::current().is_some() {
+            "the current user"
+        } else {
+            "an anonymous request"
+        };
+        crate::errors::raise(AuthError::new(
+            ErrorCode::InsufficientPermissions,
+            format!(
+                "{who} does not have role {}",
+                auth_core::jws::printable(role)
+            ),
+        ));
+    }
+    null(fcinfo)
+});
