@@ -7,4 +7,5 @@ REVOKE ALL ON FUNCTION auth.add_key(jsonb, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.import_jwks(jsonb, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.retire_key(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._invalidate_caches() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._helper_support(internal) FROM PUBLIC;
 GRANT USAGE ON SCHEMA auth TO PUBLIC;

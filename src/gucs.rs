@@ -23,6 +23,7 @@ pub static MAX_TOKEN_BYTES: GucSetting<i32> = GucSetting::<i32>::new(8192);
 pub static REQUIRE_EXP: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ROLES_CLAIM: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"app_metadata.roles"));
+pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
 // PostgREST/Supabase inputs, declared here so that changing them bumps TOKEN_GEN.
 pub static REQUEST_CLAIMS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -173,6 +174,14 @@ pub fn init() {
             Some(check_claim_path),
             Some(config_changed_str),
             None,
+        );
+        GucRegistry::define_bool_guc(
+            c"auth.helpers_as_initplans",
+            c"Plan auth.uid() and the other RLS helpers as initPlans evaluated once per execution.",
+            c"Turn off only to compare plans: the helpers then run once per row (from a cache).",
+            &HELPERS_AS_INITPLANS,
+            GucContext::Userset,
+            GucFlags::default(),
         );
         GucRegistry::define_bool_guc_with_hooks(
             c"auth.trust_request_claims",

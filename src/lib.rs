@@ -16,6 +16,7 @@ mod gucs;
 mod identity;
 mod invalidation;
 mod keys;
+mod planner;
 mod privilege;
 mod rls;
 

@@ -1,0 +1,133 @@
+//! Planner support for the RLS helpers: `user_id = auth.uid()` is planned like
+//! `user_id = (SELECT auth.uid())` — an initPlan evaluated once per execution, whose result
+//! the per-row filter reads as a parameter. Policy authors get the speed of Supabase's
+//! `(select …)` trick without writing it, and the value is never folded into a constant, so a
+//! cached plan still asks for the identity of each execution.
+//!
+//! Implemented as a `SupportRequestSimplify` handler: when a helper call with constant
+//! arguments is simplified during planning, it plans `SELECT <the call>` as a sub-query,
+//! registers it as an initPlan of the query level being planned (the same calls the planner
+//! uses for min/max optimisation), and returns the initPlan's output Param.
+
+use pgrx::pg_sys;
+use std::cell::Cell;
+
+// optimizer/subselect.h (not in pgrx's bindings); stable since PostgreSQL 9.6. Called only
+// through `pg_sys::ffi::pg_guard_ffi_boundary`, which turns a PostgreSQL ERROR into a Rust panic.
+unsafe extern "C-unwind" {
+    fn SS_make_initplan_output_param(
+        root: *mut pg_sys::PlannerInfo,
+        paramtype: pg_sys::Oid,
+        paramtypmod: i32,
+        paramcollation: pg_sys::Oid,
+    ) -> *mut pg_sys::Param;
+    fn SS_make_initplan_from_plan(
+        root: *mut pg_sys::PlannerInfo,
+        subroot: *mut pg_sys::PlannerInfo,
+        plan: *mut pg_sys::Plan,
+        prm: *mut pg_sys::Param,
+    );
+}
+
+thread_local! {
+    /// Set while we plan our own sub-query, whose helper call must stay a plain call.
+    static PLANNING_INITPLAN: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe fn is_a(node: *const pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
+    !node.is_null() && (*node).type_ == tag
+}
+
+/// Returns the replacement expression, or null to leave the call as it is.
+unsafe fn simplify(req: *mut pg_sys::SupportRequestSimplify) -> *mut pg_sys::Node {
+    let root = (*req).root;
+    let fcall = (*req).fcall;
+    if root.is_null()
+        || (*root).glob.is_null()
+        || PLANNING_INITPLAN.get()
+        || !crate::gucs::HELPERS_AS_INITPLANS.get()
+    {
+        return std::ptr::null_mut();
+    }
+    // Only calls whose result cannot vary from row to row: no arguments, or constants.
+    let args = (*fcall).args;
+    if !args.is_null() {
+        for i in 0..(*args).length as usize {
+            let arg = (*(*args).elements.add(i)).ptr_value as *const pg_sys::Node;
+            if !is_a(arg, pg_sys::NodeTag::T_Const) {
+                return std::ptr::null_mut();
+            }
+        }
+    }
+
+    // SELECT <copy of the call>
+    let call = pg_sys::copyObjectImpl(fcall as *const std::ffi::c_void) as *mut pg_sys::Expr;
+    let query = pg_sys::palloc0(std::mem::size_of::<pg_sys::Query>()) as *mut pg_sys::Query;
+    (*query).type_ = pg_sys::NodeTag::T_Query;
+    (*query).commandType = pg_sys::CmdType::CMD_SELECT;
+    (*query).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
+    (*query).canSetTag = true;
+    (*query).jointree = pg_sys::makeFromExpr(std::ptr::null_mut(), std::ptr::null_mut());
+    let te = pg_sys::makeTargetEntry(call, 1, c"auth_ext".as_ptr() as *mut _, false);
+    (*query).targetList = pg_sys::lappend(std::ptr::null_mut(), te as *mut std::ffi::c_void);
+
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PLANNING_INITPLAN.set(false);
+        }
+    }
+    PLANNING_INITPLAN.set(true);
+    let _reset = Reset;
+
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    let subroot = pg_sys::subquery_planner((*root).glob, query, root, false, 0.0);
+    #[cfg(feature = "pg17")]
+    let subroot =
+        pg_sys::subquery_planner((*root).glob, query, root, false, 0.0, std::ptr::null_mut());
+
+    let final_rel = pg_sys::fetch_upper_rel(
+        subroot,
+        pg_sys::UpperRelationKind::UPPERREL_FINAL,
+        std::ptr::null_mut(),
+    );
+    let plan = pg_sys::create_plan(subroot, (*final_rel).cheapest_total_path);
+    let node = call as *mut pg_sys::Node;
+    let (typ, typmod, coll) = (
+        pg_sys::exprType(node),
+        pg_sys::exprTypmod(node),
+        pg_sys::exprCollation(node),
+    );
+    let prm = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+        SS_make_initplan_output_param(root, typ, typmod, coll)
+    });
+    pg_sys::ffi::pg_guard_ffi_boundary(|| SS_make_initplan_from_plan(root, subroot, plan, prm));
+    prm as *mut pg_sys::Node
+}
+
+/// `prosupport` of the RLS helpers.
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_auth_helper_support() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn auth_helper_support(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    unsafe {
+        pg_sys::submodules::panic::pgrx_extern_c_guard(|| {
+            let req = (*(*fcinfo).args.as_ptr())
+                .value
+                .cast_mut_ptr::<pg_sys::Node>();
+            if is_a(req, pg_sys::NodeTag::T_SupportRequestSimplify) {
+                pg_sys::Datum::from(simplify(req as *mut pg_sys::SupportRequestSimplify))
+            } else {
+                pg_sys::Datum::from(0)
+            }
+        })
+    }
+}
