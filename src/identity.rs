@@ -22,14 +22,21 @@ use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_UNIX: f64 = 946_684_800.0;
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 const CLAIM_CACHE_ENTRIES: usize = 16;
 
 /// The transaction timestamp in Unix seconds: all checks in one transaction agree.
 pub fn transaction_now() -> f64 {
+    // Key validity times are loaded as microseconds and converted the same way, so that
+    // "retired at now()" compares equal to now, to the bit.
     let ts = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    ts as f64 / 1e6 + PG_EPOCH_UNIX
+    unix_seconds_from_micros(ts + PG_EPOCH_UNIX_MICROS)
+}
+
+/// The one conversion from microseconds to the f64 seconds the core compares.
+pub fn unix_seconds_from_micros(micros: i64) -> f64 {
+    micros as f64 / 1e6
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -395,4 +402,25 @@ fn verify_with_key(token: &str, key: JsonB) -> JsonB {
         auth_core::verify::verify_jwt_with_key(token, &entry, transaction_now(), &gucs::policy())
             .or_raise();
     JsonB(Value::Object(v.claims))
+}
+
+/// Verifies a compact JWS (any payload, no JWT claim checks) against a JWK, or against a JWKS
+/// with kid selection, and returns the payload bytes. For signed non-JWT content (webhooks,
+/// documents) and for testing the signature layer on its own.
+#[pg_extern(stable, parallel_safe)]
+fn verify_jws(token: &str, key: JsonB) -> Vec<u8> {
+    let max = gucs::MAX_TOKEN_BYTES.get() as usize;
+    if key.0.get("keys").is_some() {
+        let mut set = KeySet::new();
+        for jwk in auth_core::jwk::parse_jwks(&key.0).or_raise() {
+            set.insert(KeyEntry::new(jwk, None, None).or_raise())
+                .or_raise();
+        }
+        auth_core::verify_jws(token, &set, transaction_now(), max)
+            .or_raise()
+            .0
+    } else {
+        let entry = KeyEntry::new(auth_core::Jwk::parse(&key.0).or_raise(), None, None).or_raise();
+        auth_core::verify::verify_jws_with_key(token, &entry, max).or_raise()
+    }
 }

@@ -25,8 +25,11 @@ static mut LOADED: Option<LoadedKeys> = None;
 
 // No operators and only pg_catalog-qualified functions: the query runs as the table owner with
 // the caller's search_path, which must not be able to redirect it.
+// Times as integer microseconds since the Unix epoch (exact through jsonb), converted exactly
+// as `identity::transaction_now` converts the transaction time.
 const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
-     pg_catalog.date_part('epoch', valid_from), pg_catalog.date_part('epoch', valid_until)) ORDER BY kid) \
+     (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
+     (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8) ORDER BY kid) \
      FROM auth.key_store";
 
 /// The current key set, reloaded if a key changed since it was loaded.
@@ -77,7 +80,7 @@ fn load() -> LoadedKeys {
         });
         match entry {
             Ok(e) => {
-                let e = e.with_validity(row[4].as_f64(), row[5].as_f64());
+                let e = e.with_validity(micros_to_unix(&row[4]), micros_to_unix(&row[5]));
                 if let Err(err) = set.insert(e) {
                     pgrx::warning!(
                         "auth_ext: key {kid} in auth.key_store ignored: {}",
@@ -98,6 +101,10 @@ fn load() -> LoadedKeys {
         gen,
         trust_until_xact,
     }
+}
+
+fn micros_to_unix(v: &Value) -> Option<f64> {
+    v.as_i64().map(crate::identity::unix_seconds_from_micros)
 }
 
 fn check_binding(issuer: Option<&str>, audience: &Option<Vec<String>>) {
@@ -126,7 +133,7 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
         )),
         Some(_) => {
             Spi::run_with_args(
-                "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = pg_catalog.least(valid_from, pg_catalog.now()) \
+                "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, now()) \
                  WHERE kid = $1",
                 &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
             )
@@ -186,12 +193,18 @@ fn import_jwks(
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn retire_key(kid: &str, at: default!(pgrx::datum::TimestampWithTimeZone, "now()")) {
-    let found: Option<String> = Spi::get_one_with_args(
-        "UPDATE auth.key_store SET valid_until = $2 WHERE kid = $1 RETURNING kid",
-        &[kid.into(), at.into()],
-    )
-    .unwrap_or(None);
-    if found.is_none() {
+    // No row limit: SPI's count stops a DML statement early, and then its AFTER STATEMENT
+    // trigger (the cache invalidation) never fires.
+    let updated = Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE auth.key_store SET valid_until = $2 WHERE kid = $1",
+            None,
+            &[kid.into(), at.into()],
+        )
+        .map(|t| t.len())
+    })
+    .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+    if updated == 0 {
         invalid_parameter(format!(
             "no key with kid {}",
             auth_core::jws::printable(kid)

@@ -59,15 +59,14 @@ pub fn verify_jwt(token: &str, keys: &KeySet, now: f64, policy: &Policy) -> Resu
     finish(&payload, entry, now, policy)
 }
 
-/// Verifies a JWT against one given key: the token's kid is not consulted, its alg must be the
-/// key's.
-pub fn verify_jwt_with_key(
+/// Verifies a compact JWS against one given key and returns its payload: the token's kid is
+/// not consulted, its alg must be the key's.
+pub fn verify_jws_with_key(
     token: &str,
     entry: &KeyEntry,
-    now: f64,
-    policy: &Policy,
-) -> Result<Verified> {
-    let compact = jws::parse_compact(token, policy.max_token_bytes)?;
+    max_token_bytes: usize,
+) -> Result<Vec<u8>> {
+    let compact = jws::parse_compact(token, max_token_bytes)?;
     if compact.header.alg != entry.jwk.alg {
         return Err(AuthError::invalid_token(format!(
             "token alg {} is not the key's alg {}",
@@ -76,5 +75,16 @@ pub fn verify_jwt_with_key(
         )));
     }
     first_verifying(&compact, [entry])?;
-    finish(&jws::decode_payload(&compact)?, entry, now, policy)
+    jws::decode_payload(&compact)
+}
+
+/// Verifies a JWT against one given key (see `verify_jws_with_key`).
+pub fn verify_jwt_with_key(
+    token: &str,
+    entry: &KeyEntry,
+    now: f64,
+    policy: &Policy,
+) -> Result<Verified> {
+    let payload = verify_jws_with_key(token, entry, policy.max_token_bytes)?;
+    finish(&payload, entry, now, policy)
 }
