@@ -198,6 +198,8 @@ struct State {
     stamp: Option<Stamp>,
     current: Option<Box<Bound>>,
     /// Identities replaced during this transaction; their datums may still be referenced.
+    /// Boxed like `current`, whose address helpers may still hold during the statement.
+    #[allow(clippy::vec_box)]
     retired: Vec<Box<Bound>>,
 }
 

@@ -40,7 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     invalidation::init();
 }
 
-#[cfg(any(test, feature = "pg_test"))]
+#[cfg(feature = "pg_test")]
 mod tests;
 
 /// Required by `cargo pgrx test`.
