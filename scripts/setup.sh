@@ -41,10 +41,10 @@ if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_home/config.toml"; then
 fi
 
 # 4. Python packages for the independent signer / end-to-end clients.
-if ! python3 -c 'import jwt, cryptography, psycopg, argon2, bcrypt' 2>/dev/null; then
-  log "pip install PyJWT cryptography psycopg argon2-cffi bcrypt"
+if ! python3 -c 'import jwt, cryptography, psycopg, argon2, bcrypt, pytest' 2>/dev/null; then
+  log "pip install PyJWT cryptography psycopg argon2-cffi bcrypt pytest"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4'
+    'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4' 'pytest>=7'
 fi
 
 # 5. The extension is installed into the system PostgreSQL's directories, which are
