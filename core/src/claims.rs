@@ -70,7 +70,7 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
         Some(exp) if now >= exp + leeway => {
             return Err(AuthError::new(
                 ErrorCode::TokenExpired,
-                format!("expired {:.0} s ago (leeway {leeway:.0} s)", now - exp),
+                format!("exp is {} (leeway {leeway:.0} s)", utc(exp)),
             ))
         }
         _ => {}
@@ -79,10 +79,7 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
         if nbf > now + leeway {
             return Err(AuthError::new(
                 ErrorCode::TokenNotYetValid,
-                format!(
-                    "nbf is {:.0} s in the future (leeway {leeway:.0} s)",
-                    nbf - now
-                ),
+                format!("nbf is {} (leeway {leeway:.0} s)", utc(nbf)),
             ));
         }
     }
@@ -90,14 +87,33 @@ pub fn check_times(t: &TimeClaims, now: f64, policy: &Policy) -> Result<()> {
         if iat > now + leeway {
             return Err(AuthError::new(
                 ErrorCode::TokenNotYetValid,
-                format!(
-                    "iat is {:.0} s in the future (leeway {leeway:.0} s)",
-                    iat - now
-                ),
+                format!("iat is {}, in the future (leeway {leeway:.0} s)", utc(iat)),
             ));
         }
     }
     Ok(())
+}
+
+/// A NumericDate as `YYYY-MM-DD hh:mm:ss UTC` (for error details).
+pub fn utc(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// A key bound to an issuer accepts only tokens whose `iss` equals it; a key bound to
@@ -212,6 +228,16 @@ mod tests {
                 .code,
             ErrorCode::TokenExpired
         );
+    }
+
+    #[test]
+    fn utc_rendering() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(978_307_200.0), "2001-01-01 00:00:00 UTC");
+        assert_eq!(utc(4_102_444_800.0), "2100-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_399.5), "2000-02-28 23:59:59 UTC");
+        assert_eq!(utc(951_868_800.0), "2000-03-01 00:00:00 UTC");
+        assert_eq!(utc(-1.0), "1969-12-31 23:59:59 UTC");
     }
 
     #[test]

@@ -48,15 +48,17 @@ pub fn parse_compact(token: &str, max_bytes: usize) -> Result<Compact<'_>> {
             }));
         }
     };
-    // An empty payload is a valid JWS (and then not a valid JWT: claims parsing refuses it).
-    if h.is_empty() || s.is_empty() {
-        return Err(AuthError::invalid_token(
-            "token has an empty header or signature",
-        ));
+    if h.is_empty() {
+        return Err(AuthError::invalid_token("token has an empty header"));
     }
     let header_bytes = b64::decode(h)
         .ok_or_else(|| AuthError::invalid_token("header is not canonical unpadded base64url"))?;
+    // The header first, so that an unsigned alg:none token is reported as such.
     let header = parse_header(&header_bytes)?;
+    // An empty payload is a valid JWS (and then not a valid JWT: claims parsing refuses it).
+    if s.is_empty() {
+        return Err(AuthError::invalid_token("token has no signature"));
+    }
     let signature = b64::decode(s)
         .ok_or_else(|| AuthError::invalid_token("signature is not canonical unpadded base64url"))?;
     let signing_input = &token[..h.len() + 1 + p.len()];
