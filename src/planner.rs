@@ -5,12 +5,12 @@
 //! cached plan still asks for the identity of each execution.
 //!
 //! Implemented as a `SupportRequestSimplify` handler: when a helper call with constant
-//! arguments is simplified during planning, it plans `SELECT <the call>` as a sub-query,
-//! registers it as an initPlan of the query level being planned (the same calls the planner
-//! uses for min/max optimisation), and returns the initPlan's output Param.
+//! arguments is simplified during planning, it builds the plan of `SELECT <the call>` (a
+//! childless Result node), registers it as an initPlan of the query level being planned with
+//! the calls the planner itself uses for min/max optimisation, and returns the initPlan's
+//! output Param.
 
 use pgrx::pg_sys;
-use std::cell::Cell;
 
 // optimizer/subselect.h (not in pgrx's bindings); stable since PostgreSQL 9.6. Called only
 // through `pg_sys::ffi::pg_guard_ffi_boundary`, which turns a PostgreSQL ERROR into a Rust panic.
@@ -29,11 +29,6 @@ unsafe extern "C-unwind" {
     );
 }
 
-thread_local! {
-    /// Set while we plan our own sub-query, whose helper call must stay a plain call.
-    static PLANNING_INITPLAN: Cell<bool> = const { Cell::new(false) };
-}
-
 unsafe fn is_a(node: *const pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
     !node.is_null() && (*node).type_ == tag
 }
@@ -42,11 +37,7 @@ unsafe fn is_a(node: *const pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
 unsafe fn simplify(req: *mut pg_sys::SupportRequestSimplify) -> *mut pg_sys::Node {
     let root = (*req).root;
     let fcall = (*req).fcall;
-    if root.is_null()
-        || (*root).glob.is_null()
-        || PLANNING_INITPLAN.get()
-        || !crate::gucs::HELPERS_AS_INITPLANS.get()
-    {
+    if root.is_null() || (*root).glob.is_null() || !crate::gucs::HELPERS_AS_INITPLANS.get() {
         return std::ptr::null_mut();
     }
     // Only calls whose result cannot vary from row to row: no arguments, or constants.
@@ -60,38 +51,42 @@ unsafe fn simplify(req: *mut pg_sys::SupportRequestSimplify) -> *mut pg_sys::Nod
         }
     }
 
-    // SELECT <copy of the call>
+    // The sub-query `SELECT <call>` and its plan, a childless Result node, built directly:
+    // running subquery_planner for it would cost ~15 µs of planning per query, more than the
+    // per-row calls it saves on small scans.
     let call = pg_sys::copyObjectImpl(fcall as *const std::ffi::c_void) as *mut pg_sys::Expr;
+    let te = pg_sys::makeTargetEntry(call, 1, c"auth_ext".as_ptr() as *mut _, false);
+    let tlist = pg_sys::lappend(std::ptr::null_mut(), te as *mut std::ffi::c_void);
+
     let query = pg_sys::palloc0(std::mem::size_of::<pg_sys::Query>()) as *mut pg_sys::Query;
     (*query).type_ = pg_sys::NodeTag::T_Query;
     (*query).commandType = pg_sys::CmdType::CMD_SELECT;
     (*query).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
     (*query).canSetTag = true;
     (*query).jointree = pg_sys::makeFromExpr(std::ptr::null_mut(), std::ptr::null_mut());
-    let te = pg_sys::makeTargetEntry(call, 1, c"auth_ext".as_ptr() as *mut _, false);
-    (*query).targetList = pg_sys::lappend(std::ptr::null_mut(), te as *mut std::ffi::c_void);
+    (*query).targetList = tlist;
 
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            PLANNING_INITPLAN.set(false);
-        }
-    }
-    PLANNING_INITPLAN.set(true);
-    let _reset = Reset;
-
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
-    let subroot = pg_sys::subquery_planner((*root).glob, query, root, false, 0.0);
-    #[cfg(feature = "pg17")]
+    // What set_plan_references and SS_finalize_plan read from a sub-query's PlannerInfo.
     let subroot =
-        pg_sys::subquery_planner((*root).glob, query, root, false, 0.0, std::ptr::null_mut());
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannerInfo>()) as *mut pg_sys::PlannerInfo;
+    (*subroot).type_ = pg_sys::NodeTag::T_PlannerInfo;
+    (*subroot).parse = query;
+    (*subroot).glob = (*root).glob;
+    (*subroot).query_level = (*root).query_level + 1;
+    (*subroot).parent_root = root;
+    (*subroot).wt_param_id = -1;
 
-    let final_rel = pg_sys::fetch_upper_rel(
-        subroot,
-        pg_sys::UpperRelationKind::UPPERREL_FINAL,
-        std::ptr::null_mut(),
-    );
-    let plan = pg_sys::create_plan(subroot, (*final_rel).cheapest_total_path);
+    let result = pg_sys::palloc0(std::mem::size_of::<pg_sys::Result>()) as *mut pg_sys::Result;
+    let plan = result as *mut pg_sys::Plan;
+    (*plan).type_ = pg_sys::NodeTag::T_Result;
+    (*plan).targetlist = tlist;
+    // One call of a C function (COST 1).
+    (*plan).startup_cost = 0.0;
+    (*plan).total_cost = pg_sys::cpu_operator_cost + pg_sys::cpu_tuple_cost;
+    (*plan).plan_rows = 1.0;
+    (*plan).plan_width = 16;
+    (*plan).parallel_safe = true;
+
     let node = call as *mut pg_sys::Node;
     let (typ, typmod, coll) = (
         pg_sys::exprType(node),

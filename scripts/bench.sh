@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmarks; each prints ratios against a baseline measured in the same run.
+#   scripts/bench.sh           full: criterion (core) + 1M-row RLS + pgbench (≈ 10 minutes)
+#   scripts/bench.sh --smoke   tiny sizes, for CI: checks the benchmarks run, asserts no figure
+# Expects the release build installed (scripts/test.sh or scripts/demo.sh do that).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--smoke" ]; then
+  AUTH_BENCH_SMOKE=1 cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
+  python3 benches/sql/rls_bench.py --rows 20000 --runs 3 --pgbench-seconds 1
+else
+  cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
+  python3 benches/sql/rls_bench.py --rows 1000000 --runs 9 --pgbench-seconds 10
+fi

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite (README command 2, and what CI runs). Installs its own prerequisites.
+#   1. hygiene: cargo fmt --check, cargo clippy -D warnings
+#   2. pure core: unit, property and vector tests (cargo test -p auth_core)
+#   3. #[pg_test]s inside a real PostgreSQL (cargo pgrx test)
+#   4. the release build installed into the system PostgreSQL 15
+#   5. SQL regression tests (pg_regress) and end-to-end tests (psycopg, pgbouncer)
+#   6. benchmark smoke run (small sizes; figures are not asserted)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+started=$(date +%s)
+
+step "prerequisites"
+scripts/setup.sh
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --all-targets --features pg_test -- -D warnings
+
+step "core: unit, property and vector tests"
+cargo test -p auth_core --release
+
+step "#[pg_test]: SQL-level tests in a real server"
+pgdata=/tmp/auth_ext_pgtest
+rm -rf "$pgdata"            # pgrx bug #1671: a reused data directory is not re-initialised
+mkdir -p "$pgdata"
+chown postgres:postgres "$pgdata" 2>/dev/null || true
+cargo pgrx test pg15 --runas postgres --pgdata "$pgdata/data"
+
+step "install the release build"
+cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
+
+step "SQL regression tests (pg_regress)"
+scripts/regress.sh
+
+step "end-to-end tests (psycopg, pgbouncer)"
+python3 -m pytest -q tests/e2e
+
+step "benchmark smoke run"
+scripts/bench.sh --smoke
+
+echo
+echo "all tests passed in $(( $(date +%s) - started )) s"
