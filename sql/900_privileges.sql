@@ -8,4 +8,8 @@ REVOKE ALL ON FUNCTION auth.import_jwks(jsonb, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.retire_key(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._invalidate_caches() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._helper_support(internal) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._touch_updated_at() FROM PUBLIC;
+-- sign_up, sign_in and ensure_user are SECURITY DEFINER (they write auth.users) and callable
+-- by PUBLIC: that is their purpose. hash_password/verify_password/password_needs_rehash are
+-- plain functions, also callable by PUBLIC.
 GRANT USAGE ON SCHEMA auth TO PUBLIC;

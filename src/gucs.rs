@@ -23,6 +23,12 @@ pub static MAX_TOKEN_BYTES: GucSetting<i32> = GucSetting::<i32>::new(8192);
 pub static REQUIRE_EXP: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ROLES_CLAIM: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"app_metadata.roles"));
+pub static ARGON2_MEMORY_KIB: GucSetting<i32> = GucSetting::<i32>::new(19456);
+pub static ARGON2_ITERATIONS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static ARGON2_PARALLELISM: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static MAX_FAILED_SIGN_INS: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static LOCKOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(900);
+pub static MIN_PASSWORD_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
 // PostgREST/Supabase inputs, declared here so that changing them bumps TOKEN_GEN.
@@ -93,6 +99,14 @@ pub fn roles_claim() -> String {
         .and_then(|c| c.to_str().ok())
         .unwrap_or(auth_core::identity::DEFAULT_ROLES_CLAIM)
         .to_string()
+}
+
+pub fn argon2_params() -> auth_core::password::Argon2Params {
+    auth_core::password::Argon2Params {
+        memory_kib: ARGON2_MEMORY_KIB.get() as u32,
+        iterations: ARGON2_ITERATIONS.get() as u32,
+        parallelism: ARGON2_PARALLELISM.get() as u32,
+    }
 }
 
 pub fn init() {
@@ -175,6 +189,63 @@ pub fn init() {
             Some(config_changed_str),
             None,
         );
+        // Bounds keep hashing affordable (no request allocates more than 256 MiB) and our
+        // hashes importable by GoTrue (m ≤ 1 GiB, t ≤ 20, p ≤ 16).
+        for (name, desc, setting, min, max) in [
+            (
+                c"auth.argon2_memory_kib",
+                c"argon2id memory cost of new password hashes, in KiB.",
+                &ARGON2_MEMORY_KIB,
+                1024,
+                262_144,
+            ),
+            (
+                c"auth.argon2_iterations",
+                c"argon2id time cost (passes) of new password hashes.",
+                &ARGON2_ITERATIONS,
+                1,
+                20,
+            ),
+            (
+                c"auth.argon2_parallelism",
+                c"argon2id parallelism (lanes) of new password hashes.",
+                &ARGON2_PARALLELISM,
+                1,
+                16,
+            ),
+            (
+                c"auth.max_failed_sign_ins",
+                c"Consecutive failed sign-ins that lock an account.",
+                &MAX_FAILED_SIGN_INS,
+                1,
+                1000,
+            ),
+            (
+                c"auth.lockout_seconds",
+                c"How long a locked account stays locked, in seconds.",
+                &LOCKOUT_SECONDS,
+                1,
+                7 * 86_400,
+            ),
+            (
+                c"auth.min_password_length",
+                c"Shortest password auth.sign_up accepts, in characters.",
+                &MIN_PASSWORD_LENGTH,
+                1,
+                1024,
+            ),
+        ] {
+            GucRegistry::define_int_guc(
+                name,
+                desc,
+                c"",
+                setting,
+                min,
+                max,
+                GucContext::Suset,
+                GucFlags::default(),
+            );
+        }
         GucRegistry::define_bool_guc(
             c"auth.helpers_as_initplans",
             c"Plan auth.uid() and the other RLS helpers as initPlans evaluated once per execution.",

@@ -11,6 +11,8 @@
 
 use pgrx::prelude::*;
 
+mod autonomous;
+mod credentials;
 mod errors;
 mod gucs;
 mod identity;
@@ -28,6 +30,7 @@ extension_sql_file!(
     requires = [invalidation::_invalidate_caches]
 );
 extension_sql_file!("../sql/020_rls.sql", name = "rls_sql");
+extension_sql_file!("../sql/030_users.sql", name = "users_sql");
 extension_sql_file!(
     "../sql/900_privileges.sql",
     name = "privileges_sql",

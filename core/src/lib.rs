@@ -12,6 +12,8 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod keyset;
+pub mod lockout;
+pub mod password;
 pub mod verify;
 
 pub use alg::Alg;

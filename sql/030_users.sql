@@ -1,0 +1,61 @@
+-- Users and identities, with Supabase-compatible column names so that data and policies can
+-- move between Supabase/GoTrue and auth_ext. Readable by the extension owner only; kept by
+-- pg_dump (pg_extension_config_dump).
+
+CREATE TABLE auth.users (
+    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    email              text CHECK (email IS NULL OR (length(email) <= 320 AND position('@' in email) > 1)),
+    phone              text UNIQUE,
+    encrypted_password text,
+    email_confirmed_at timestamptz,
+    raw_app_meta_data  jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(raw_app_meta_data) = 'object'),
+    raw_user_meta_data jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(raw_user_meta_data) = 'object'),
+    banned_until       timestamptz,
+    last_sign_in_at    timestamptz,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    deleted_at         timestamptz
+);
+COMMENT ON TABLE auth.users IS 'Accounts (auth_ext). encrypted_password holds argon2id or imported bcrypt hashes.';
+-- Emails are unique case-insensitively; sign-in matches them the same way.
+CREATE UNIQUE INDEX users_email_lower_key ON auth.users (lower(email));
+
+CREATE FUNCTION auth._touch_updated_at() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER users_touch_updated_at BEFORE UPDATE ON auth.users
+    FOR EACH ROW EXECUTE FUNCTION auth._touch_updated_at();
+
+-- External identities: (provider, provider_id) = (token issuer, token subject) for IdPs such
+-- as Clerk, Auth0, SuperTokens; ('email', user id) for password accounts.
+CREATE TABLE auth.identities (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    provider        text NOT NULL,
+    provider_id     text NOT NULL,
+    identity_data   jsonb NOT NULL DEFAULT '{}',
+    last_sign_in_at timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (provider, provider_id)
+);
+CREATE INDEX identities_user_id_idx ON auth.identities (user_id);
+CREATE TRIGGER identities_touch_updated_at BEFORE UPDATE ON auth.identities
+    FOR EACH ROW EXECUTE FUNCTION auth._touch_updated_at();
+
+-- Consecutive failed sign-ins per email (by SHA-256 of the lower-cased address, so attempts on
+-- unknown addresses count the same without storing them). Written only by the bookkeeping
+-- worker, so that a failing transaction cannot roll the count back.
+CREATE TABLE auth.failed_sign_ins (
+    email_hash     text PRIMARY KEY CHECK (length(email_hash) = 64),
+    failed_count   integer NOT NULL,
+    last_failed_at timestamptz NOT NULL,
+    locked_until   timestamptz
+);
+
+REVOKE ALL ON auth.users, auth.identities, auth.failed_sign_ins FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('auth.users', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.identities', '');
