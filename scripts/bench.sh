@@ -6,9 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--smoke" ]; then
-  AUTH_BENCH_SMOKE=1 cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
+  export AUTH_BENCH_SMOKE=1
+  cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
+  cargo bench -p auth_core --bench password 2>/dev/null | sed -n '/verify an argon2id/,$p'
   python3 benches/sql/rls_bench.py --rows 20000 --runs 3 --pgbench-seconds 1
+  python3 benches/sql/credentials_bench.py --runs 3
 else
   cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
+  cargo bench -p auth_core --bench password 2>/dev/null | sed -n '/verify an argon2id/,$p'
   python3 benches/sql/rls_bench.py --rows 1000000 --runs 9 --pgbench-seconds 10
+  python3 benches/sql/credentials_bench.py --runs 21
 fi

@@ -22,7 +22,9 @@ fn hash_password(password: &str) -> String {
 
 /// Verifies `password` against an argon2 PHC string or a bcrypt `$2a$/$2b$/$2y$` hash.
 /// A malformed or unsupported hash is an INVALID_PARAMETER error, not `false`.
-#[pg_extern(immutable, strict, parallel_safe)]
+// STABLE, not IMMUTABLE: an IMMUTABLE call with constant arguments would run an argon2
+// verification inside the planner.
+#[pg_extern(stable, strict, parallel_safe)]
 fn verify_password(password: &str, hash: &str) -> bool {
     password::verify(password.as_bytes(), hash).or_raise()
 }
@@ -135,7 +137,7 @@ struct Account {
 fn invalid_credentials() -> ! {
     raise(AuthError::new(
         ErrorCode::InvalidCredentials,
-        "invalid email or password",
+        "unknown email, wrong password, or an account that cannot sign in",
     ))
 }
 
