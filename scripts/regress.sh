@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_REGRESS=$($PG_BIN/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress
-tests=(setup keys rls tokens)
+tests=(setup keys rls tokens roles)
 dir=/tmp/auth_ext_regress_$$
 out=$dir/out
 

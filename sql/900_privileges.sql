@@ -9,6 +9,12 @@ REVOKE ALL ON FUNCTION auth.retire_key(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._invalidate_caches() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._helper_support(internal) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._touch_updated_at() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.enable_role_sync(regclass, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.disable_role_sync(regclass, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.resync_role_claims() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._sync_new_users() FROM PUBLIC;
+-- auth.sync_role_claim() stays executable: it runs as a trigger on grant tables written by
+-- ordinary roles, and refuses any table the owner did not register.
 -- sign_up, sign_in and ensure_user are SECURITY DEFINER (they write auth.users) and callable
 -- by PUBLIC: that is their purpose. hash_password/verify_password/password_needs_rehash are
 -- plain functions, also callable by PUBLIC.

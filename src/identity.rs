@@ -45,6 +45,7 @@ struct Stamp {
     xact: u64,
     keys: u64,
     config: u64,
+    users: u64,
 }
 
 impl Stamp {
@@ -55,6 +56,7 @@ impl Stamp {
             xact: invalidation::XACT_GEN.load(Relaxed),
             keys: invalidation::KEY_STORE.gen(),
             config: gucs::CONFIG_GEN.load(Relaxed),
+            users: invalidation::USERS.gen(),
         }
     }
 }
@@ -78,6 +80,11 @@ pub struct Bound {
     jwt: Cell<Option<pg_sys::Datum>>,
     roles: Cell<Option<pg_sys::Datum>>,
     claim_cache: RefCell<Vec<(String, Option<pg_sys::Datum>)>>,
+    /// Application roles as the helpers answer them: the user row's when one exists (so a
+    /// revoked role is gone at once), else the token's own claim.
+    effective_roles: RefCell<Vec<String>>,
+    /// `(USERS gen, trusted until xact)` when `effective_roles` was read from auth.users.
+    account_stamp: Cell<Option<(u64, Option<u64>)>>,
 }
 
 impl Drop for Bound {
@@ -96,6 +103,7 @@ impl Bound {
         keys_fingerprint: u64,
     ) -> auth_core::Result<Bound> {
         let ident = Identity::from_claims(&claims, &gucs::roles_claim())?;
+        let ident_roles = ident.roles.clone();
         let ctx = unsafe {
             pg_sys::AllocSetContextCreateInternal(
                 pg_sys::TopMemoryContext,
@@ -122,6 +130,8 @@ impl Bound {
             jwt: Cell::new(None),
             roles: Cell::new(None),
             claim_cache: RefCell::new(Vec::new()),
+            effective_roles: RefCell::new(ident_roles),
+            account_stamp: Cell::new(None),
         })
     }
 
@@ -173,8 +183,39 @@ impl Bound {
     }
     pub fn roles_datum(&self) -> pg_sys::Datum {
         self.cached(&self.roles, || {
-            self.ident.roles.clone().into_datum().expect("text[] datum")
+            self.effective_roles
+                .borrow()
+                .clone()
+                .into_datum()
+                .expect("text[] datum")
         })
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.effective_roles
+            .borrow()
+            .binary_search_by(|r| r.as_str().cmp(role))
+            .is_ok()
+    }
+
+    /// Re-reads the roles from the user's row if auth.users changed since they were read.
+    fn refresh_account(&self) {
+        let users = &invalidation::USERS;
+        let fresh = self.account_stamp.get().is_some_and(|(gen, until)| {
+            gen == users.gen() && until.is_none_or(|x| x == invalidation::XACT_GEN.load(Relaxed))
+        });
+        if fresh {
+            return;
+        }
+        let stamp = (users.gen(), users.trust_until_xact());
+        let roles = crate::account::roles(&self.ident, &self.claims)
+            .unwrap_or_else(|| self.ident.roles.clone());
+        if *self.effective_roles.borrow() != roles {
+            *self.effective_roles.borrow_mut() = roles;
+            // The old datum stays in this identity's memory context: a caller may hold it.
+            self.roles.set(None);
+        }
+        self.account_stamp.set(Some(stamp));
     }
 
     /// One claim by dotted path as jsonb; the last few paths asked for are remembered.
@@ -357,6 +398,9 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
             }
         }
     }
+    if let Some(b) = st.current.as_deref() {
+        b.refresh_account();
+    }
     // Stamp with the counters as they are now: loading keys may itself have processed
     // invalidations, which must not be mistaken for later changes.
     st.stamp = Some(Stamp::now());
@@ -384,6 +428,9 @@ fn authenticate(token: &str) -> JsonB {
         );
     }
     replace(Some(Box::new(b)));
+    if let Some(b) = state().current.as_deref() {
+        b.refresh_account();
+    }
     state().stamp = Some(Stamp::now());
     claims
 }

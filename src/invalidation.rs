@@ -55,7 +55,9 @@ impl Watched {
 }
 
 pub static KEY_STORE: Watched = Watched::new("key_store");
-pub static WATCHED: [&Watched; 1] = [&KEY_STORE];
+/// auth.users: roles, bans and deletions that the helpers must see.
+pub static USERS: Watched = Watched::new("users");
+pub static WATCHED: [&Watched; 2] = [&KEY_STORE, &USERS];
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {

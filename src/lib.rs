@@ -11,6 +11,7 @@
 
 use pgrx::prelude::*;
 
+mod account;
 mod autonomous;
 mod credentials;
 mod errors;
@@ -21,6 +22,7 @@ mod keys;
 mod planner;
 mod privilege;
 mod rls;
+mod roles;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -31,6 +33,15 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/020_rls.sql", name = "rls_sql");
 extension_sql_file!("../sql/030_users.sql", name = "users_sql");
+extension_sql_file!(
+    "../sql/040_roles.sql",
+    name = "roles_sql",
+    requires = [
+        "users_sql",
+        roles::_sync_new_users,
+        invalidation::_invalidate_caches
+    ]
+);
 extension_sql_file!(
     "../sql/900_privileges.sql",
     name = "privileges_sql",

@@ -96,7 +96,7 @@ sql_function!(auth_roles, pg_finfo_auth_roles, |fcinfo| {
 });
 
 fn has_role(role: &str) -> bool {
-    identity::current().is_some_and(|b| b.ident.has_role(role))
+    identity::current().is_some_and(|b| b.has_role(role))
 }
 
 sql_function!(auth_has_role, pg_finfo_auth_has_role, |fcinfo| {

@@ -50,7 +50,7 @@ impl ErrorCode {
             ErrorCode::TokenNotYetValid => "the token is not valid yet",
             ErrorCode::InvalidClaims => "the token's claims are not acceptable",
             ErrorCode::TokenRevoked => "the token has been revoked",
-            ErrorCode::InsufficientPermissions => "the current user lacks a required role",
+            ErrorCode::InsufficientPermissions => "not allowed",
             ErrorCode::InvalidCredentials => "invalid email or password",
             ErrorCode::AccountLocked => "the account is temporarily locked",
             ErrorCode::InvalidParameter => "invalid parameter",

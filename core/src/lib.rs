@@ -14,6 +14,7 @@ pub mod jws;
 pub mod keyset;
 pub mod lockout;
 pub mod password;
+pub mod roles;
 pub mod verify;
 
 pub use alg::Alg;

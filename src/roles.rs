@@ -1,0 +1,514 @@
+//! Role-claim sync: `raw_app_meta_data.roles` of every user equals what the registered grant
+//! tables say, through `auth.sync_role_claim`, `auth.enable_role_sync`,
+//! `auth.disable_role_sync` and `auth.resync_role_claims`.
+//!
+//! Every change recomputes the synced roles of the affected users from the grant tables
+//! themselves (not by counting), so a repeated or overlapping trigger cannot drift. Concurrent
+//! writers serialise per user: the affected `auth.users` rows are locked (in id order, so two
+//! statements cannot deadlock) before the grant tables are read, and in READ COMMITTED that
+//! read takes a snapshot after the lock, so it sees every grant committed before. Under
+//! REPEATABLE READ a concurrent change to the same user is a serialization failure to retry.
+
+use crate::errors::raise;
+use crate::privilege;
+use auth_core::{AuthError, ErrorCode};
+use pgrx::datum::Uuid;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use pgrx::{pg_sys, JsonB, PgTrigger};
+use serde_json::{json, Value};
+
+/// A registered grant table.
+struct Source {
+    table: pg_sys::Oid,
+    /// Schema-qualified, quoted.
+    name: String,
+    /// Fixed role, or `=column`.
+    role: String,
+    user_column: String,
+}
+
+impl Source {
+    fn role_column(&self) -> Option<&str> {
+        self.role.strip_prefix('=')
+    }
+
+    /// `SELECT user_id, role` of this source's grants to the users in `ids`.
+    fn granted_sql(&self, ids: &str) -> String {
+        let ucol = quote_ident(&self.user_column);
+        match self.role_column() {
+            Some(rcol) => format!(
+                "SELECT g.{ucol}::uuid AS user_id, g.{rcol}::text AS role FROM {name} g JOIN {ids} a ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
+                rcol = quote_ident(rcol),
+                name = self.name
+            ),
+            None => format!(
+                "SELECT g.{ucol}::uuid AS user_id, {role} AS role FROM {name} g JOIN {ids} a ON a.id = g.{ucol}",
+                role = quote_literal(&self.role),
+                name = self.name
+            ),
+        }
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn spi_err(e: pgrx::spi::Error) -> ! {
+    pgrx::error!("auth_ext: {e}")
+}
+
+fn sources(c: &SpiClient<'_>) -> Vec<Source> {
+    let t = c
+        .select(
+            "SELECT grant_table::oid, grant_table::text, role, user_column::text FROM auth.role_sync_sources",
+            None,
+            &[],
+        )
+        .unwrap_or_else(|e| spi_err(e));
+    t.map(|row| Source {
+        table: row
+            .get::<pg_sys::Oid>(1)
+            .ok()
+            .flatten()
+            .unwrap_or(pg_sys::InvalidOid),
+        name: row.get::<String>(2).ok().flatten().unwrap_or_default(),
+        role: row.get::<String>(3).ok().flatten().unwrap_or_default(),
+        user_column: row.get::<String>(4).ok().flatten().unwrap_or_default(),
+    })
+    .collect()
+}
+
+fn roles_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Recomputes the synced roles of `users`; returns how many users' roles changed. Runs as the
+/// extension owner: the caller may be any role that can write a grant table.
+fn apply(users: &[String]) -> i64 {
+    if users.is_empty() {
+        return 0;
+    }
+    let (_, owner) = privilege::locate("users");
+    privilege::as_role(owner, || {
+        Spi::connect_mut(|c| {
+            let ids = || JsonB(json!(users));
+            // Lock first, read second (see the module comment).
+            c.update(
+                "SELECT 1 FROM auth.users WHERE id IN (SELECT jsonb_array_elements_text($1)::uuid) ORDER BY id FOR NO KEY UPDATE",
+                None,
+                &[ids().into()],
+            )?;
+            let srcs = sources(c);
+            let a = "(SELECT DISTINCT jsonb_array_elements_text($1)::uuid AS id)";
+            let granted = if srcs.is_empty() {
+                "SELECT NULL::uuid AS user_id, NULL::text AS role WHERE false".to_string()
+            } else {
+                srcs.iter().map(|s| s.granted_sql(a)).collect::<Vec<_>>().join(" UNION ALL ")
+            };
+            let rows = c.update(
+                &format!(
+                    "WITH g AS ({granted}),
+                          gg AS (SELECT user_id, array_agg(DISTINCT role ORDER BY role) AS roles FROM g GROUP BY user_id)
+                     SELECT jsonb_build_object('id', u.id, 'current', u.raw_app_meta_data -> 'roles',
+                              'synced', coalesce(m.synced, '{{}}'), 'kept', coalesce(m.kept, '{{}}'),
+                              'new', coalesce(gg.roles, '{{}}'))
+                       FROM auth.users u JOIN {a} a ON a.id = u.id
+                       LEFT JOIN auth.role_sync_members m ON m.user_id = u.id
+                       LEFT JOIN gg ON gg.user_id = u.id"
+                ),
+                None,
+                &[ids().into()],
+            )?;
+            let mut user_updates = Vec::new();
+            let mut member_updates = Vec::new();
+            for row in rows {
+                let Some(JsonB(r)) = row.get::<JsonB>(1)? else { continue };
+                let current_json = r.get("current").cloned().unwrap_or(Value::Null);
+                let (synced_prev, kept_prev, synced_new) = (roles_of(r.get("synced")), roles_of(r.get("kept")), roles_of(r.get("new")));
+                let (roles, kept) = auth_core::roles::merge(&roles_of(r.get("current")), &synced_prev, &kept_prev, &synced_new);
+                let roles_json = json!(roles);
+                if current_json != roles_json {
+                    user_updates.push(json!({"id": r["id"], "roles": roles_json}));
+                }
+                if synced_new != synced_prev || kept != kept_prev {
+                    member_updates.push(json!({"id": r["id"], "synced": synced_new, "kept": kept}));
+                }
+            }
+            if !user_updates.is_empty() {
+                c.update(
+                    "UPDATE auth.users u SET raw_app_meta_data = jsonb_set(u.raw_app_meta_data, '{roles}', v.roles)
+                       FROM jsonb_to_recordset($1) AS v(id uuid, roles jsonb) WHERE u.id = v.id",
+                    None,
+                    &[JsonB(Value::Array(user_updates.clone())).into()],
+                )?;
+            }
+            if !member_updates.is_empty() {
+                let m = || JsonB(Value::Array(member_updates.clone()));
+                c.update(
+                    "DELETE FROM auth.role_sync_members m USING jsonb_to_recordset($1) AS v(id uuid, synced text[], kept text[])
+                      WHERE m.user_id = v.id AND cardinality(v.synced) = 0",
+                    None,
+                    &[m().into()],
+                )?;
+                c.update(
+                    "INSERT INTO auth.role_sync_members (user_id, synced, kept)
+                     SELECT id, synced, kept FROM jsonb_to_recordset($1) AS v(id uuid, synced text[], kept text[])
+                      WHERE cardinality(synced) > 0
+                     ON CONFLICT (user_id) DO UPDATE SET synced = excluded.synced, kept = excluded.kept",
+                    None,
+                    &[m().into()],
+                )?;
+            }
+            Ok::<_, pgrx::spi::Error>(user_updates.len() as i64)
+        })
+        .unwrap_or_else(|e| spi_err(e))
+    })
+}
+
+/// The user ids a grant table's rows name (all of them, or those in a transition table).
+fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<String> {
+    c.select(
+        &format!(
+            "SELECT DISTINCT {col}::text FROM {from} WHERE {col} IS NOT NULL",
+            col = quote_ident(user_column)
+        ),
+        None,
+        &[],
+    )
+    .unwrap_or_else(|e| spi_err(e))
+    .filter_map(|r| r.get::<String>(1).ok().flatten())
+    .collect()
+}
+
+fn users_with_synced_roles(c: &SpiClient<'_>) -> Vec<String> {
+    c.select(
+        "SELECT user_id::text FROM auth.role_sync_members",
+        None,
+        &[],
+    )
+    .unwrap_or_else(|e| spi_err(e))
+    .filter_map(|r| r.get::<String>(1).ok().flatten())
+    .collect()
+}
+
+fn not_registered(table: &str, role: &str, user_column: &str) -> ! {
+    raise(AuthError::new(
+        ErrorCode::InsufficientPermissions,
+        format!(
+            "table {table} is not registered to grant role {} by column {user_column}; the database owner registers grant tables with auth.enable_role_sync({table}, {}, {})",
+            quote_literal(role),
+            quote_literal(role),
+            quote_literal(user_column)
+        ),
+    ))
+}
+
+/// Trigger function for grant tables: `auth.sync_role_claim(role [, user_column])`, where role
+/// is a fixed role name or `=column`. Works FOR EACH ROW and, with transition tables, FOR EACH
+/// STATEMENT (what `auth.enable_role_sync` installs), plus AFTER TRUNCATE.
+#[pg_trigger]
+fn sync_role_claim<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByRust>>, pgrx::PgTriggerError>
+{
+    let args = trigger.extra_args()?;
+    if args.is_empty() || args.len() > 2 {
+        crate::errors::invalid_parameter(
+            "auth.sync_role_claim takes a role (or '=column') and optionally the user id column",
+        );
+    }
+    let role = args[0].clone();
+    let user_column = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "user_id".to_string());
+    if !matches!(trigger.when()?, pgrx::PgTriggerWhen::After) {
+        crate::errors::invalid_parameter("auth.sync_role_claim must be an AFTER trigger");
+    }
+    let relid = trigger.relid()?;
+    let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let op = trigger.op()?;
+    let level = trigger.level();
+    let table_name = format!("{}.{}", trigger.table_schema()?, trigger.table_name()?);
+    let transition = (
+        trigger.old_transition_table_name()?,
+        trigger.new_transition_table_name()?,
+    );
+    let (_, owner) = privilege::locate("users");
+    let affected = privilege::as_role(owner, || {
+        Spi::connect(|c| {
+            let srcs = sources(c);
+            // Only the owner decides which table grants which role: a table owner attaching this
+            // trigger to their own table gets an error, not a role.
+            if !srcs
+                .iter()
+                .any(|s| s.table == relid && s.role == role && s.user_column == user_column)
+            {
+                not_registered(&table_name, &role, &user_column);
+            }
+            match (op, level) {
+                (pgrx::PgTriggerOperation::Truncate, _) => users_with_synced_roles(c),
+                (_, pgrx::PgTriggerLevel::Row) => {
+                    let mut ids = Vec::new();
+                    for tuple in [trigger.old(), trigger.new()].into_iter().flatten() {
+                        let id: Option<Uuid> =
+                            tuple.get_by_name(&user_column).unwrap_or_else(|_| {
+                                crate::errors::invalid_parameter(format!(
+                                    "column {} of {table_name} must exist and be of type uuid",
+                                    quote_ident(&user_column)
+                                ))
+                            });
+                        if let Some(id) = id {
+                            ids.push(id.to_string());
+                        }
+                    }
+                    ids
+                }
+                (_, pgrx::PgTriggerLevel::Statement) => {
+                    let (old, new) = transition;
+                    if old.is_none() && new.is_none() {
+                        crate::errors::invalid_parameter(
+                            "a FOR EACH STATEMENT auth.sync_role_claim trigger needs REFERENCING OLD TABLE or NEW TABLE (auth.enable_role_sync creates it so)",
+                        );
+                    }
+                    unsafe { pg_sys::SPI_register_trigger_data(td) };
+                    let mut ids: Vec<String> = Vec::new();
+                    for t in [old, new].into_iter().flatten() {
+                        ids.extend(user_ids(c, &quote_ident(t), &user_column));
+                    }
+                    ids.sort();
+                    ids.dedup();
+                    ids
+                }
+            }
+        })
+    });
+    apply(&affected);
+    Ok(None)
+}
+
+/// AFTER INSERT on auth.users: a new user gets the roles existing grant rows give them.
+#[pg_trigger]
+fn _sync_new_users<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByRust>>, pgrx::PgTriggerError>
+{
+    let td = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    let Some(new) = trigger.new_transition_table_name()? else {
+        return Ok(None);
+    };
+    let ids = Spi::connect(|c| {
+        if c.select("SELECT 1 FROM auth.role_sync_sources LIMIT 1", None, &[])
+            .map(|t| t.is_empty())
+            .unwrap_or(true)
+        {
+            return Vec::new();
+        }
+        unsafe { pg_sys::SPI_register_trigger_data(td) };
+        user_ids(c, &quote_ident(new), "id")
+    });
+    apply(&ids);
+    Ok(None)
+}
+
+fn column_type(table: pg_sys::Oid, column: &str) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        &[table.into(), column.into()],
+    )
+    .unwrap_or(None)
+}
+
+/// (name suffix, event, REFERENCING clause) of the triggers enable_role_sync installs.
+fn trigger_shapes() -> [(&'static str, &'static str, &'static str); 4] {
+    [
+        (
+            "_insert",
+            "INSERT",
+            "REFERENCING NEW TABLE AS auth_sync_new",
+        ),
+        (
+            "_update",
+            "UPDATE",
+            "REFERENCING OLD TABLE AS auth_sync_old NEW TABLE AS auth_sync_new",
+        ),
+        (
+            "_delete",
+            "DELETE",
+            "REFERENCING OLD TABLE AS auth_sync_old",
+        ),
+        ("_truncate", "TRUNCATE", ""),
+    ]
+}
+
+fn trigger_name(role: &str, user_column: &str) -> String {
+    let key = auth_core::lockout::email_key(&format!("{role}\n{user_column}"));
+    format!("auth_role_sync_{}", &key[..12])
+}
+
+/// Registers `grant_table` as granting `role` (or, for `'=column'`, the role in that column)
+/// to the user in `user_column`; installs its triggers and grants the roles its rows give
+/// now. Returns the number of users whose roles changed. Owner/superuser only by default.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn enable_role_sync(
+    grant_table: pgrx::PgRelation,
+    role: &str,
+    user_column: default!(&str, "'user_id'"),
+) -> i64 {
+    let grant_table = grant_table.oid();
+    let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[grant_table.into()])
+        .unwrap_or(None)
+        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"));
+    let kind = Spi::get_one_with_args::<String>(
+        "SELECT relkind::text FROM pg_class WHERE oid = $1",
+        &[grant_table.into()],
+    )
+    .unwrap_or(None);
+    if !matches!(kind.as_deref(), Some("r") | Some("p")) {
+        crate::errors::invalid_parameter(format!("{name} is not a table"));
+    }
+    match column_type(grant_table, user_column).as_deref() {
+        Some("uuid") => {}
+        Some(t) => crate::errors::invalid_parameter(format!(
+            "column {} of {name} is {t}; the user id column must be uuid",
+            quote_ident(user_column)
+        )),
+        None => crate::errors::invalid_parameter(format!(
+            "{name} has no column {}",
+            quote_ident(user_column)
+        )),
+    }
+    if let Some(rcol) = role.strip_prefix('=') {
+        match column_type(grant_table, rcol).as_deref() {
+            Some("text") | Some("name") | Some("citext") => {}
+            Some(t) if t.starts_with("character") => {}
+            Some(t) => {
+                let is_enum = Spi::get_one_with_args::<bool>(
+                    "SELECT t.typtype = 'e' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1 AND a.attname = $2",
+                    &[grant_table.into(), rcol.into()],
+                )
+                .unwrap_or(None)
+                .unwrap_or(false);
+                if !is_enum {
+                    crate::errors::invalid_parameter(format!("column {} of {name} is {t}; a role column must be text, varchar or an enum", quote_ident(rcol)));
+                }
+            }
+            None => crate::errors::invalid_parameter(format!(
+                "{name} has no column {} for the role",
+                quote_ident(rcol)
+            )),
+        }
+    } else if role.is_empty() || role.chars().any(|c| c.is_control()) {
+        crate::errors::invalid_parameter(
+            "role must be a non-empty name without control characters, or '=column'",
+        );
+    }
+    let trig = trigger_name(role, user_column);
+    let args = format!("{}, {}", quote_literal(role), quote_literal(user_column));
+    Spi::connect_mut(|c| {
+        let inserted = c
+            .update(
+                "INSERT INTO auth.role_sync_sources (grant_table, role, user_column) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
+                None,
+                &[grant_table.into(), role.into(), user_column.into()],
+            )?
+            .len();
+        if inserted > 0 {
+            // One statement trigger per event: PostgreSQL allows transition tables only on
+            // single-event triggers.
+            for (suffix, event, referencing) in trigger_shapes() {
+                c.update(
+                    &format!(
+                        "CREATE TRIGGER {t} AFTER {event} ON {name} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION auth.sync_role_claim({args})",
+                        t = quote_ident(&format!("{trig}{suffix}"))
+                    ),
+                    None,
+                    &[],
+                )?;
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    let ids = Spi::connect(|c| user_ids(c, &name, user_column));
+    apply(&ids)
+}
+
+/// Unregisters a grant table: drops its triggers and removes the roles only it granted.
+/// Returns the number of users whose roles changed.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn disable_role_sync(
+    grant_table: pgrx::PgRelation,
+    role: &str,
+    user_column: default!(&str, "'user_id'"),
+) -> i64 {
+    let grant_table = grant_table.oid();
+    let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[grant_table.into()])
+        .unwrap_or(None)
+        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"));
+    let removed = Spi::connect_mut(|c| {
+        c.update(
+            "DELETE FROM auth.role_sync_sources WHERE grant_table = $1 AND role = $2 AND user_column = $3 RETURNING 1",
+            None,
+            &[grant_table.into(), role.into(), user_column.into()],
+        )
+        .map(|t| t.len())
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    if removed == 0 {
+        crate::errors::invalid_parameter(format!(
+            "{name} is not registered for role {} by {}",
+            quote_literal(role),
+            quote_literal(user_column)
+        ));
+    }
+    let trig = trigger_name(role, user_column);
+    Spi::connect_mut(|c| {
+        for (suffix, _, _) in trigger_shapes() {
+            c.update(
+                &format!(
+                    "DROP TRIGGER IF EXISTS {} ON {name}",
+                    quote_ident(&format!("{trig}{suffix}"))
+                ),
+                None,
+                &[],
+            )?;
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    let ids = Spi::connect(users_with_synced_roles);
+    apply(&ids)
+}
+
+/// Rebuilds every synced role from the grant tables (after loading grant rows with triggers
+/// disabled, or a restore); returns the number of users whose roles changed.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn resync_role_claims() -> i64 {
+    let ids = Spi::connect(|c| {
+        let mut ids = users_with_synced_roles(c);
+        for s in sources(c) {
+            ids.extend(user_ids(c, &s.name, &s.user_column));
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    });
+    apply(&ids)
+}
