@@ -1,6 +1,6 @@
 -- Role-claim sync: which tables grant which roles (registered by auth.enable_role_sync, owner
--- only), and which of each user's roles came from grants (so that roles set by hand are never
--- removed). Both private; the registry is kept by pg_dump.
+-- only; private; kept by pg_dump), and which of each user's roles came from grants (so that
+-- roles set by hand are never removed).
 
 CREATE TABLE auth.role_sync_sources (
     grant_table regclass NOT NULL,
@@ -11,16 +11,13 @@ CREATE TABLE auth.role_sync_sources (
 );
 COMMENT ON TABLE auth.role_sync_sources IS 'Grant tables registered by auth.enable_role_sync: role is a fixed role or =column.';
 
-CREATE TABLE auth.role_sync_members (
-    user_id uuid PRIMARY KEY REFERENCES auth.users (id) ON DELETE CASCADE,
-    synced  text[] NOT NULL,   -- roles present because a grant row gives them
-    kept    text[] NOT NULL    -- of those, roles the user already had when a grant first gave them
-);
-COMMENT ON TABLE auth.role_sync_members IS 'Provenance of synced roles (auth_ext); maintained by the sync triggers.';
+-- Per user: {"synced": roles present because a grant row gives them, "kept": those of them
+-- the user already had when a grant first gave them}. NULL when no grant gives the user a role.
+-- Kept on the user row itself so that a grant costs one row write, not two.
+ALTER TABLE auth.users ADD COLUMN role_sync jsonb;
 
-REVOKE ALL ON auth.role_sync_sources, auth.role_sync_members FROM PUBLIC;
+REVOKE ALL ON auth.role_sync_sources FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('auth.role_sync_sources', '');
-SELECT pg_catalog.pg_extension_config_dump('auth.role_sync_members', '');
 
 -- New users get the roles that existing grant rows give them.
 CREATE TRIGGER users_sync_roles AFTER INSERT ON auth.users
@@ -32,3 +29,16 @@ CREATE TRIGGER users_sync_roles AFTER INSERT ON auth.users
 CREATE TRIGGER users_invalidate
     AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF raw_app_meta_data, banned_until, deleted_at ON auth.users
     FOR EACH STATEMENT EXECUTE FUNCTION auth._invalidate_caches();
+
+-- Dropping a registered grant table drops its grants: unregister it and recompute.
+CREATE FUNCTION auth._role_sync_on_drop() RETURNS event_trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM auth.role_sync_sources s
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objid = s.grant_table::oid AND d.objsubid = 0;
+    IF FOUND THEN
+        PERFORM auth.resync_role_claims();
+    END IF;
+END $$;
+CREATE EVENT TRIGGER auth_role_sync_drop ON sql_drop EXECUTE FUNCTION auth._role_sync_on_drop();

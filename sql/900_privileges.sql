@@ -8,7 +8,6 @@ REVOKE ALL ON FUNCTION auth.import_jwks(jsonb, text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.retire_key(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._invalidate_caches() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._helper_support(internal) FROM PUBLIC;
-REVOKE ALL ON FUNCTION auth._touch_updated_at() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.enable_role_sync(regclass, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.disable_role_sync(regclass, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.resync_role_claims() FROM PUBLIC;

@@ -237,7 +237,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         if password::needs_rehash(&stored, params).unwrap_or(false) {
             let new = password::hash(password.as_bytes(), params).or_raise();
             c.update(
-                "UPDATE auth.users SET encrypted_password = $2 WHERE id = $1",
+                "UPDATE auth.users SET encrypted_password = $2, updated_at = now() WHERE id = $1",
                 None,
                 &[account.id.into(), new.as_str().into()],
             )?;

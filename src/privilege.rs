@@ -25,6 +25,39 @@ pub fn locate(relname: &str) -> (pg_sys::Oid, pg_sys::Oid) {
     }
 }
 
+/// Settings for the duration of a scope, like a function's SET clause: restored when the scope
+/// ends normally; on an error the transaction abort restores them.
+pub struct GucScope(i32);
+
+impl GucScope {
+    pub fn new(settings: &[(&std::ffi::CStr, &std::ffi::CStr)]) -> GucScope {
+        unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            for (name, value) in settings {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            GucScope(level)
+        }
+    }
+}
+
+impl Drop for GucScope {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+        }
+    }
+}
+
 /// Runs `f` with `role` as the current user (SECURITY_LOCAL_USERID_CHANGE, as fmgr does for
 /// SECURITY DEFINER), restoring the caller's identity afterwards, also when `f` raises.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {

@@ -2,6 +2,9 @@
 //! tables say, through `auth.sync_role_claim`, `auth.enable_role_sync`,
 //! `auth.disable_role_sync` and `auth.resync_role_claims`.
 //!
+//! Which roles a user has because of grants (and which of those they also had by hand) is
+//! kept in `auth.users.role_sync`, so roles set by hand are never removed.
+//!
 //! Every change recomputes the synced roles of the affected users from the grant tables
 //! themselves (not by counting), so a repeated or overlapping trigger cannot drift. Concurrent
 //! writers serialise per user: the affected `auth.users` rows are locked (in id order, so two
@@ -33,17 +36,18 @@ impl Source {
         self.role.strip_prefix('=')
     }
 
-    /// `SELECT user_id, role` of this source's grants to the users in `ids`.
+    /// `SELECT user_id, role` of this source's grants to the users in `ids` (a FROM item
+    /// aliased `a(id)`).
     fn granted_sql(&self, ids: &str) -> String {
         let ucol = quote_ident(&self.user_column);
         match self.role_column() {
             Some(rcol) => format!(
-                "SELECT g.{ucol}::uuid AS user_id, g.{rcol}::text AS role FROM {name} g JOIN {ids} a ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
+                "SELECT g.{ucol}::uuid AS user_id, g.{rcol}::text AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
                 rcol = quote_ident(rcol),
                 name = self.name
             ),
             None => format!(
-                "SELECT g.{ucol}::uuid AS user_id, {role} AS role FROM {name} g JOIN {ids} a ON a.id = g.{ucol}",
+                "SELECT g.{ucol}::uuid AS user_id, {role} AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol}",
                 role = quote_literal(&self.role),
                 name = self.name
             ),
@@ -66,7 +70,9 @@ fn spi_err(e: pgrx::spi::Error) -> ! {
 fn sources(c: &SpiClient<'_>) -> Vec<Source> {
     let t = c
         .select(
-            "SELECT grant_table::oid, grant_table::text, role, user_column::text FROM auth.role_sync_sources",
+            // The join skips a table dropped in this very transaction before the event trigger ran.
+            "SELECT s.grant_table::oid, s.grant_table::text, s.role, s.user_column::text
+               FROM auth.role_sync_sources s JOIN pg_catalog.pg_class c ON c.oid = s.grant_table::oid",
             None,
             &[],
         )
@@ -95,24 +101,49 @@ fn roles_of(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Above this many affected users a statement takes the bulk path: one table lock instead of
+/// a row lock per user.
+const BULK_USERS: usize = 1000;
+
+/// Array literal for a text[] parameter passed as text (nested arrays cannot be ragged).
+fn pg_array_literal(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
 /// Recomputes the synced roles of `users`; returns how many users' roles changed. Runs as the
 /// extension owner: the caller may be any role that can write a grant table.
-fn apply(users: &[String]) -> i64 {
+///
+/// Serialisation: every sync first locks `auth.role_sync_sources` — ROW EXCLUSIVE for a few
+/// users (compatible with other small syncs, which then lock their users' rows in id order),
+/// SHARE ROW EXCLUSIVE for a bulk statement (exclusive with every other sync, no row locks).
+/// Either way the grant tables are read after the locks are held.
+fn apply(users: &[Uuid]) -> i64 {
     if users.is_empty() {
         return 0;
     }
     let (_, owner) = privilege::locate("users");
+    // Bulk grants make large joins: JIT compilation would cost more than it saves, and the
+    // grouping should stay in memory.
+    let _settings = privilege::GucScope::new(&[(c"jit", c"off"), (c"work_mem", c"64MB")]);
     privilege::as_role(owner, || {
         Spi::connect_mut(|c| {
-            let ids = || JsonB(json!(users));
-            // Lock first, read second (see the module comment).
-            c.update(
-                "SELECT 1 FROM auth.users WHERE id IN (SELECT jsonb_array_elements_text($1)::uuid) ORDER BY id FOR NO KEY UPDATE",
-                None,
-                &[ids().into()],
-            )?;
+            let ids = || users.to_vec();
+            if users.len() > BULK_USERS {
+                c.update("LOCK TABLE auth.role_sync_sources IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+            } else {
+                c.update("LOCK TABLE auth.role_sync_sources IN ROW EXCLUSIVE MODE", None, &[])?;
+                c.update(
+                    "SELECT 1 FROM auth.users WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
+                    None,
+                    &[ids().into()],
+                )?;
+            }
             let srcs = sources(c);
-            let a = "(SELECT DISTINCT jsonb_array_elements_text($1)::uuid AS id)";
+            let a = "unnest($1::uuid[]) a(id)";
             let granted = if srcs.is_empty() {
                 "SELECT NULL::uuid AS user_id, NULL::text AS role WHERE false".to_string()
             } else {
@@ -121,86 +152,77 @@ fn apply(users: &[String]) -> i64 {
             let rows = c.update(
                 &format!(
                     "WITH g AS ({granted}),
-                          gg AS (SELECT user_id, array_agg(DISTINCT role ORDER BY role) AS roles FROM g GROUP BY user_id)
-                     SELECT jsonb_build_object('id', u.id, 'current', u.raw_app_meta_data -> 'roles',
-                              'synced', coalesce(m.synced, '{{}}'), 'kept', coalesce(m.kept, '{{}}'),
-                              'new', coalesce(gg.roles, '{{}}'))
-                       FROM auth.users u JOIN {a} a ON a.id = u.id
-                       LEFT JOIN auth.role_sync_members m ON m.user_id = u.id
+                          gg AS (SELECT user_id, array_agg(role) AS roles FROM g GROUP BY user_id)
+                     SELECT u.id, u.raw_app_meta_data -> 'roles', u.role_sync, gg.roles
+                       FROM auth.users u JOIN {a} ON a.id = u.id
                        LEFT JOIN gg ON gg.user_id = u.id"
                 ),
                 None,
                 &[ids().into()],
             )?;
-            let mut user_updates = Vec::new();
-            let mut member_updates = Vec::new();
+            let (mut upd_ids, mut upd_roles, mut upd_sync) = (Vec::new(), Vec::new(), Vec::new());
+            let mut changed = 0i64;
             for row in rows {
-                let Some(JsonB(r)) = row.get::<JsonB>(1)? else { continue };
-                let current_json = r.get("current").cloned().unwrap_or(Value::Null);
-                let (synced_prev, kept_prev, synced_new) = (roles_of(r.get("synced")), roles_of(r.get("kept")), roles_of(r.get("new")));
-                let (roles, kept) = auth_core::roles::merge(&roles_of(r.get("current")), &synced_prev, &kept_prev, &synced_new);
+                let id: Uuid = row.get(1)?.expect("users.id is not null");
+                let current = row.get::<JsonB>(2)?.map(|j| j.0);
+                let sync = row.get::<JsonB>(3)?.map(|j| j.0);
+                let synced_prev = roles_of(sync.as_ref().and_then(|s| s.get("synced")));
+                let kept_prev = roles_of(sync.as_ref().and_then(|s| s.get("kept")));
+                let mut synced_new: Vec<String> = row.get(4)?.unwrap_or_default();
+                synced_new.sort();
+                synced_new.dedup();
+                let (roles, kept) = auth_core::roles::merge(&roles_of(current.as_ref()), &synced_prev, &kept_prev, &synced_new);
                 let roles_json = json!(roles);
-                if current_json != roles_json {
-                    user_updates.push(json!({"id": r["id"], "roles": roles_json}));
+                let roles_change = current.as_ref() != Some(&roles_json);
+                let sync_change = synced_new != synced_prev || kept != kept_prev;
+                if roles_change || sync_change {
+                    changed += roles_change as i64;
+                    upd_ids.push(id);
+                    upd_roles.push(roles_change.then(|| pg_array_literal(&roles)));
+                    upd_sync.push((!synced_new.is_empty()).then(|| json!({"synced": synced_new, "kept": kept}).to_string()));
                 }
-                if synced_new != synced_prev || kept != kept_prev {
-                    member_updates.push(json!({"id": r["id"], "synced": synced_new, "kept": kept}));
-                }
             }
-            if !user_updates.is_empty() {
+            if !upd_ids.is_empty() {
                 c.update(
-                    "UPDATE auth.users u SET raw_app_meta_data = jsonb_set(u.raw_app_meta_data, '{roles}', v.roles)
-                       FROM jsonb_to_recordset($1) AS v(id uuid, roles jsonb) WHERE u.id = v.id",
+                    "UPDATE auth.users u
+                        SET raw_app_meta_data = CASE WHEN v.roles IS NULL THEN u.raw_app_meta_data
+                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', to_jsonb(v.roles::text[])) END,
+                            role_sync = v.sync::jsonb,
+                            updated_at = CASE WHEN v.roles IS NULL THEN u.updated_at ELSE now() END
+                       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, roles, sync) WHERE u.id = v.id",
                     None,
-                    &[JsonB(Value::Array(user_updates.clone())).into()],
+                    &[upd_ids.into(), upd_roles.into(), upd_sync.into()],
                 )?;
             }
-            if !member_updates.is_empty() {
-                let m = || JsonB(Value::Array(member_updates.clone()));
-                c.update(
-                    "DELETE FROM auth.role_sync_members m USING jsonb_to_recordset($1) AS v(id uuid, synced text[], kept text[])
-                      WHERE m.user_id = v.id AND cardinality(v.synced) = 0",
-                    None,
-                    &[m().into()],
-                )?;
-                c.update(
-                    "INSERT INTO auth.role_sync_members (user_id, synced, kept)
-                     SELECT id, synced, kept FROM jsonb_to_recordset($1) AS v(id uuid, synced text[], kept text[])
-                      WHERE cardinality(synced) > 0
-                     ON CONFLICT (user_id) DO UPDATE SET synced = excluded.synced, kept = excluded.kept",
-                    None,
-                    &[m().into()],
-                )?;
-            }
-            Ok::<_, pgrx::spi::Error>(user_updates.len() as i64)
+            Ok::<_, pgrx::spi::Error>(changed)
         })
         .unwrap_or_else(|e| spi_err(e))
     })
 }
 
 /// The user ids a grant table's rows name (all of them, or those in a transition table).
-fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<String> {
+fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<Uuid> {
     c.select(
         &format!(
-            "SELECT DISTINCT {col}::text FROM {from} WHERE {col} IS NOT NULL",
+            "SELECT DISTINCT {col}::uuid FROM {from} WHERE {col} IS NOT NULL",
             col = quote_ident(user_column)
         ),
         None,
         &[],
     )
     .unwrap_or_else(|e| spi_err(e))
-    .filter_map(|r| r.get::<String>(1).ok().flatten())
+    .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
 
-fn users_with_synced_roles(c: &SpiClient<'_>) -> Vec<String> {
+fn users_with_synced_roles(c: &SpiClient<'_>) -> Vec<Uuid> {
     c.select(
-        "SELECT user_id::text FROM auth.role_sync_members",
+        "SELECT id FROM auth.users WHERE role_sync IS NOT NULL",
         None,
         &[],
     )
     .unwrap_or_else(|e| spi_err(e))
-    .filter_map(|r| r.get::<String>(1).ok().flatten())
+    .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
 
@@ -262,7 +284,7 @@ fn sync_role_claim<'a>(
             match (op, level) {
                 (pgrx::PgTriggerOperation::Truncate, _) => users_with_synced_roles(c),
                 (_, pgrx::PgTriggerLevel::Row) => {
-                    let mut ids = Vec::new();
+                    let mut ids: Vec<Uuid> = Vec::new();
                     for tuple in [trigger.old(), trigger.new()].into_iter().flatten() {
                         let id: Option<Uuid> =
                             tuple.get_by_name(&user_column).unwrap_or_else(|_| {
@@ -272,7 +294,7 @@ fn sync_role_claim<'a>(
                                 ))
                             });
                         if let Some(id) = id {
-                            ids.push(id.to_string());
+                            ids.push(id);
                         }
                     }
                     ids
@@ -285,7 +307,7 @@ fn sync_role_claim<'a>(
                         );
                     }
                     unsafe { pg_sys::SPI_register_trigger_data(td) };
-                    let mut ids: Vec<String> = Vec::new();
+                    let mut ids: Vec<Uuid> = Vec::new();
                     for t in [old, new].into_iter().flatten() {
                         ids.extend(user_ids(c, &quote_ident(t), &user_column));
                     }

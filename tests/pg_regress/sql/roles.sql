@@ -115,3 +115,14 @@ DROP VIEW roles_now;
 DROP TABLE creators, org_members;
 DELETE FROM auth.users;
 DELETE FROM auth.key_store;
+
+-- Dropping a registered grant table removes the roles it granted.
+INSERT INTO auth.users (id, email) VALUES ('11111111-2222-4333-8444-555555555555', 'carol@example.test');
+CREATE TABLE testers (user_id uuid);
+SELECT auth.enable_role_sync('testers', 'tester');
+INSERT INTO testers VALUES ('11111111-2222-4333-8444-555555555555');
+SELECT email, raw_app_meta_data->'roles' AS roles FROM auth.users WHERE email = 'carol@example.test';
+DROP TABLE testers;
+SELECT email, raw_app_meta_data->'roles' AS roles FROM auth.users WHERE email = 'carol@example.test';
+SELECT count(*) AS registered FROM auth.role_sync_sources;
+DELETE FROM auth.users;
