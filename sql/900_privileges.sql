@@ -18,3 +18,10 @@ REVOKE ALL ON FUNCTION auth._sync_new_users() FROM PUBLIC;
 -- by PUBLIC: that is their purpose. hash_password/verify_password/password_needs_rehash are
 -- plain functions, also callable by PUBLIC.
 GRANT USAGE ON SCHEMA auth TO PUBLIC;
+-- Tokens and sessions: minting tokens and managing keys, sessions and bans is owner-only
+-- (grantable); sign-in, refresh, sign-out and the public JWKS are for everyone.
+REVOKE ALL ON FUNCTION auth.generate_signing_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.sign(jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.revoke_session(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.ban_user(uuid, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.purge_expired(interval) FROM PUBLIC;

@@ -1,5 +1,6 @@
-//! The bound identity's row in auth.users, read (as the table's owner) when the identity is
-//! bound and again whenever auth.users changes: the row is the source of truth for roles.
+//! The bound identity's account, read (as the tables' owner) when the identity is bound and
+//! again whenever auth.users or auth.sessions changes: the source of truth for roles, bans,
+//! deletion and session revocation.
 
 use crate::privilege;
 use auth_core::{Identity, Uid};
@@ -8,53 +9,21 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
 
-/// The user's application roles from `raw_app_meta_data` at `auth.roles_claim` (which must
-/// start with `app_metadata.`), or `None` when there is no user row for this identity (or the
-/// roles claim does not live in app_metadata), in which case the token's claim applies. A
-/// deleted user has no roles.
-pub fn roles(ident: &Identity, claims: &Map<String, Value>) -> Option<Vec<String>> {
-    let claim = crate::gucs::roles_claim();
-    let path: Vec<String> = claim
-        .strip_prefix("app_metadata.")?
-        .split('.')
-        .map(String::from)
-        .collect();
-    let uid = match ident.uid {
-        Uid::Uuid(bytes) => Some(Uuid::from_bytes(bytes)),
-        _ => None,
-    };
-    let issuer = claims.get("iss").and_then(Value::as_str);
-    let subject = ident.sub.as_deref();
-    if uid.is_none() && (issuer.is_none() || subject.is_none()) {
-        return None;
-    }
-    let (oid, owner) = privilege::locate(crate::invalidation::USERS.relname);
-    crate::invalidation::USERS.set_oid(oid);
-    // Our own users by id; external ones through their (issuer, subject) identity.
-    let row = privilege::as_role(owner, || {
-        Spi::connect(|c| {
-            let t = c.select(
-                "SELECT pg_catalog.jsonb_build_object('roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
-                        'deleted', u.deleted_at IS NOT NULL)
-                   FROM auth.users u
-                  WHERE u.id OPERATOR(pg_catalog.=) $2
-                     OR u.id OPERATOR(pg_catalog.=) (SELECT i.user_id FROM auth.identities i
-                                WHERE i.provider OPERATOR(pg_catalog.=) $3 AND i.provider_id OPERATOR(pg_catalog.=) $4)
-                  LIMIT 1",
-                Some(1),
-                &[path.into(), uid.into(), issuer.into(), subject.into()],
-            )?;
-            if t.is_empty() {
-                return Ok(None);
-            }
-            t.first().get::<JsonB>(1)
-        })
-    })
-    .unwrap_or_else(|e: pgrx::spi::Error| pgrx::error!("auth_ext: cannot read auth.users: {e}"))?;
-    if row.0["deleted"] == Value::Bool(true) {
-        return Some(Vec::new());
-    }
-    let mut roles: Vec<String> = match &row.0["roles"] {
+/// What the database says about a bound identity.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Account {
+    /// The user row's roles at `auth.roles_claim`, or `None` when there is no user row (or the
+    /// roles claim does not live in app_metadata): then the token's claim applies.
+    pub roles: Option<Vec<String>>,
+    /// `banned_until` in Unix seconds.
+    pub banned_until: Option<f64>,
+    pub deleted: bool,
+    /// The token names a session of ours that is revoked, expired or gone.
+    pub session_revoked: bool,
+}
+
+fn roles_of(v: &Value) -> Vec<String> {
+    let mut roles: Vec<String> = match v {
         Value::Array(items) => items
             .iter()
             .filter_map(|v| v.as_str().map(String::from))
@@ -64,5 +33,78 @@ pub fn roles(ident: &Identity, claims: &Map<String, Value>) -> Option<Vec<String
     };
     roles.sort();
     roles.dedup();
-    Some(roles)
+    roles
+}
+
+/// Reads the account of `ident`. `our_session` is the `session_id` claim of a token signed by
+/// one of our own keys (sessions of other issuers are theirs to revoke).
+pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<Uuid>) -> Account {
+    let claim = crate::gucs::roles_claim();
+    let path: Option<Vec<String>> = claim
+        .strip_prefix("app_metadata.")
+        .map(|p| p.split('.').map(String::from).collect());
+    let uid = match ident.uid {
+        Uid::Uuid(bytes) => Some(Uuid::from_bytes(bytes)),
+        _ => None,
+    };
+    let issuer = claims.get("iss").and_then(Value::as_str);
+    let subject = ident.sub.as_deref();
+    if uid.is_none() && (issuer.is_none() || subject.is_none()) {
+        return Account::default();
+    }
+    let (oid, owner) = privilege::locate(crate::invalidation::USERS.relname);
+    crate::invalidation::USERS.set_oid(oid);
+    if our_session.is_some() {
+        let (oid, _) = privilege::locate(crate::invalidation::SESSIONS.relname);
+        crate::invalidation::SESSIONS.set_oid(oid);
+    }
+    // Our own users by id; external ones through their (issuer, subject) identity. Only
+    // pg_catalog operators and functions: this runs with the caller's search_path.
+    let row = privilege::as_role(owner, || {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT pg_catalog.jsonb_build_object(
+                        'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
+                        'banned_until', pg_catalog.date_part('epoch', u.banned_until),
+                        'deleted', u.deleted_at IS NOT NULL,
+                        'session_revoked', $5::uuid IS NOT NULL AND NOT EXISTS (
+                            SELECT 1 FROM auth.sessions s
+                             WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
+                               AND s.revoked_at IS NULL
+                               AND (s.not_after IS NULL OR s.not_after OPERATOR(pg_catalog.>) pg_catalog.now())))
+                   FROM auth.users u
+                  WHERE u.id OPERATOR(pg_catalog.=) $2
+                     OR u.id OPERATOR(pg_catalog.=) (SELECT i.user_id FROM auth.identities i
+                                WHERE i.provider OPERATOR(pg_catalog.=) $3 AND i.provider_id OPERATOR(pg_catalog.=) $4)
+                  LIMIT 1",
+                Some(1),
+                &[path.clone().unwrap_or_default().into(), uid.into(), issuer.into(), subject.into(), our_session.into()],
+            )?;
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.first().get::<JsonB>(1)
+        })
+    })
+    .unwrap_or_else(|e: pgrx::spi::Error| pgrx::error!("auth_ext: cannot read auth.users: {e}"));
+    let Some(JsonB(row)) = row else {
+        // No user row: a session of ours without its user is gone too.
+        return Account {
+            session_revoked: our_session.is_some(),
+            ..Account::default()
+        };
+    };
+    let deleted = row["deleted"] == Value::Bool(true);
+    Account {
+        roles: path.map(|_| {
+            if deleted {
+                Vec::new()
+            } else {
+                roles_of(&row["roles"])
+            }
+        }),
+        banned_until: row["banned_until"].as_f64(),
+        deleted,
+        session_revoked: row["session_revoked"] == Value::Bool(true),
+    }
 }

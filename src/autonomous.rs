@@ -17,14 +17,28 @@ use std::time::Duration;
 /// The operations a worker may run.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Op {
-    /// One more failed sign-in for an email (by hash); locks it at `max_failures`.
+    /// One more failed sign-in for an email (by hash); locks it at `max_failures`. Audited as
+    /// `sign_in_failed`, and `account_locked` when this failure locks it.
     RecordFailedSignIn {
         email_hash: String,
+        user_id: Option<String>,
         max_failures: i32,
         lockout_seconds: i32,
     },
     /// A successful sign-in ends the run of failures.
     ResetFailedSignIns { email_hash: String },
+    /// Ends a session (refresh-token reuse), audited with the reason.
+    RevokeSession {
+        session_id: String,
+        user_id: String,
+        reason: String,
+    },
+    /// An audit row that must survive the caller's rollback.
+    Audit {
+        event: String,
+        user_id: Option<String>,
+        details: serde_json::Value,
+    },
 }
 
 const PENDING: u32 = 0;
@@ -94,23 +108,43 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
     match op {
         Op::RecordFailedSignIn {
             email_hash,
+            user_id,
             max_failures,
             lockout_seconds,
         } => {
             // A lock that has expired starts a new run of failures.
-            client.update(
-                "INSERT INTO auth.failed_sign_ins AS f (email_hash, failed_count, last_failed_at, locked_until)
-                 VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
-                 ON CONFLICT (email_hash) DO UPDATE SET
-                   failed_count = CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END,
-                   last_failed_at = now(),
-                   locked_until = CASE
-                     WHEN (CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END) >= $2
-                       THEN now() + make_interval(secs => $3)
-                     ELSE NULL END",
-                None,
-                &[email_hash.as_str().into(), (*max_failures).into(), (*lockout_seconds as f64).into()],
+            let locked = client
+                .update(
+                    "INSERT INTO auth.failed_sign_ins AS f (email_hash, failed_count, last_failed_at, locked_until)
+                     VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
+                     ON CONFLICT (email_hash) DO UPDATE SET
+                       failed_count = CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END,
+                       last_failed_at = now(),
+                       locked_until = CASE
+                         WHEN (CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END) >= $2
+                           THEN now() + make_interval(secs => $3)
+                         ELSE NULL END
+                     RETURNING failed_count = $2",
+                    None,
+                    &[email_hash.as_str().into(), (*max_failures).into(), (*lockout_seconds as f64).into()],
+                )?
+                .first()
+                .get_one::<bool>()?
+                .unwrap_or(false);
+            audit(
+                client,
+                "sign_in_failed",
+                user_id.as_deref(),
+                &serde_json::json!({}),
             )?;
+            if locked {
+                audit(
+                    client,
+                    "account_locked",
+                    user_id.as_deref(),
+                    &serde_json::json!({"seconds": lockout_seconds}),
+                )?;
+            }
         }
         Op::ResetFailedSignIns { email_hash } => {
             client.update(
@@ -119,7 +153,47 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 &[email_hash.as_str().into()],
             )?;
         }
+        Op::RevokeSession {
+            session_id,
+            user_id,
+            reason,
+        } => {
+            client.update(
+                "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()), revoked_reason = coalesce(revoked_reason, $2)
+                  WHERE id = $1::uuid",
+                None,
+                &[session_id.as_str().into(), reason.as_str().into()],
+            )?;
+            client.update(
+                "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2::uuid, $3::uuid, '{}')",
+                None,
+                &[reason.as_str().into(), user_id.as_str().into(), session_id.as_str().into()],
+            )?;
+        }
+        Op::Audit {
+            event,
+            user_id,
+            details,
+        } => audit(client, event, user_id.as_deref(), details)?,
     }
+    Ok(())
+}
+
+fn audit(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    event: &str,
+    user_id: Option<&str>,
+    details: &serde_json::Value,
+) -> pgrx::spi::Result<()> {
+    client.update(
+        "INSERT INTO auth.audit_log (event, user_id, details) VALUES ($1, $2::uuid, $3)",
+        None,
+        &[
+            event.into(),
+            user_id.into(),
+            pgrx::JsonB(details.clone()).into(),
+        ],
+    )?;
     Ok(())
 }
 

@@ -141,7 +141,8 @@ fn invalid_credentials() -> ! {
     ))
 }
 
-/// Signs in with email (case-insensitive) and password. One error, INVALID_CREDENTIALS, for an
+/// Signs in with email (case-insensitive) and password, starts a session and returns
+/// `{access_token, token_type, expires_in, expires_at, refresh_token, user}`. One error, INVALID_CREDENTIALS, for an
 /// unknown email, a wrong password, a banned or deleted user — at about the same cost, since
 /// unknown emails are checked against a dummy hash. `auth.max_failed_sign_ins` consecutive
 /// failures lock the email for `auth.lockout_seconds` (ACCOUNT_LOCKED); the count is committed
@@ -171,6 +172,11 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     })
     .unwrap_or_else(|e| spi_err(e));
     if let Some(until) = locked_until {
+        let _ = autonomous::run(&[Op::Audit {
+            event: "sign_in_locked".into(),
+            user_id: None,
+            details: json!({"until": until.to_string()}),
+        }]);
         raise(AuthError::new(
             ErrorCode::AccountLocked,
             format!("too many failed sign-ins; locked until {until}"),
@@ -220,8 +226,10 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     let account = match account {
         Some(a) if verified && a.usable => a,
         _ => {
+            let user_id = account.as_ref().map(|a| a.id.to_string());
             let _ = autonomous::run(&[Op::RecordFailedSignIn {
                 email_hash: key,
+                user_id,
                 max_failures: gucs::MAX_FAILED_SIGN_INS.get(),
                 lockout_seconds: gucs::LOCKOUT_SECONDS.get(),
             }]);
@@ -233,7 +241,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         let _ = autonomous::run(&[Op::ResetFailedSignIns { email_hash: key }]);
     }
     let stored = stored.expect("verified against a stored hash");
-    let user = Spi::connect_mut(|c| {
+    Spi::connect_mut(|c| {
         if password::needs_rehash(&stored, params).unwrap_or(false) {
             let new = password::hash(password.as_bytes(), params).or_raise();
             c.update(
@@ -247,22 +255,11 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             None,
             &[account.id.into()],
         )?;
-        c.update(
-            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1
-             RETURNING jsonb_build_object('id', id, 'email', email, 'phone', phone,
-               'email_confirmed_at', email_confirmed_at, 'last_sign_in_at', last_sign_in_at,
-               'created_at', created_at, 'app_metadata', raw_app_meta_data,
-               'user_metadata', raw_user_meta_data)",
-            None,
-            &[account.id.into()],
-        )?
-        .first()
-        .get_one::<JsonB>()
+        c.update("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", None, &[account.id.into()])?;
+        Ok::<_, pgrx::spi::Error>(())
     })
-    .unwrap_or_else(|e| spi_err(e))
-    .map(|j| j.0)
-    .unwrap_or(Value::Null);
-    JsonB(json!({ "user_id": account.id.to_string(), "user": user }))
+    .unwrap_or_else(|e| spi_err(e));
+    crate::tokens::start_session(account.id, "password")
 }
 
 /// The user row of the bound token's identity, created on first sight: external IdPs (Clerk,

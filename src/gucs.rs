@@ -29,6 +29,12 @@ pub static ARGON2_PARALLELISM: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static MAX_FAILED_SIGN_INS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static LOCKOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static MIN_PASSWORD_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(8);
+pub static ISSUER: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"auth_ext"));
+pub static ACCESS_TOKEN_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static REFRESH_TOKEN_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
+pub static REFRESH_REUSE_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static REVOCATION_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
 // PostgREST/Supabase inputs, declared here so that changing them bumps TOKEN_GEN.
@@ -107,6 +113,13 @@ pub fn argon2_params() -> auth_core::password::Argon2Params {
         iterations: ARGON2_ITERATIONS.get() as u32,
         parallelism: ARGON2_PARALLELISM.get() as u32,
     }
+}
+
+pub fn issuer() -> String {
+    raw_str(&ISSUER)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("auth_ext")
+        .to_string()
 }
 
 pub fn init() {
@@ -234,6 +247,9 @@ pub fn init() {
                 1,
                 1024,
             ),
+            (c"auth.access_token_seconds", c"Lifetime of issued access tokens, in seconds.", &ACCESS_TOKEN_SECONDS, 30, 7 * 86_400),
+            (c"auth.refresh_token_seconds", c"Lifetime of a refresh token (sliding: each refresh starts a new one), in seconds.", &REFRESH_TOKEN_SECONDS, 300, 366 * 86_400),
+            (c"auth.refresh_reuse_interval_seconds", c"Window in which a rotated refresh token may be presented again (client retries) and gets the same successor.", &REFRESH_REUSE_INTERVAL_SECONDS, 0, 300),
         ] {
             GucRegistry::define_int_guc(
                 name,
@@ -246,6 +262,28 @@ pub fn init() {
                 GucFlags::default(),
             );
         }
+        GucRegistry::define_string_guc_with_hooks(
+            c"auth.issuer",
+            c"iss of the tokens auth_ext issues; its own signing keys verify only tokens with this issuer.",
+            c"",
+            &ISSUER,
+            GucContext::Suset,
+            GucFlags::default(),
+            Some(check_claim_path),
+            None,
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth.revocation_checks",
+            c"Reject tokens of revoked sessions and of banned or deleted users (TOKEN_REVOKED).",
+            c"Checked when a token is bound and whenever auth.users or auth.sessions change, not per row.",
+            &REVOCATION_CHECKS,
+            GucContext::Suset,
+            GucFlags::default(),
+            None,
+            Some(config_changed_bool),
+            None,
+        );
         GucRegistry::define_bool_guc(
             c"auth.helpers_as_initplans",
             c"Plan auth.uid() and the other RLS helpers as initPlans evaluated once per execution.",

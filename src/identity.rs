@@ -46,6 +46,7 @@ struct Stamp {
     keys: u64,
     config: u64,
     users: u64,
+    sessions: u64,
 }
 
 impl Stamp {
@@ -57,6 +58,7 @@ impl Stamp {
             keys: invalidation::KEY_STORE.gen(),
             config: gucs::CONFIG_GEN.load(Relaxed),
             users: invalidation::USERS.gen(),
+            sessions: invalidation::SESSIONS.gen(),
         }
     }
 }
@@ -83,8 +85,11 @@ pub struct Bound {
     /// Application roles as the helpers answer them: the user row's when one exists (so a
     /// revoked role is gone at once), else the token's own claim.
     effective_roles: RefCell<Vec<String>>,
-    /// `(USERS gen, trusted until xact)` when `effective_roles` was read from auth.users.
-    account_stamp: Cell<Option<(u64, Option<u64>)>>,
+    /// The account as last read, and `(USERS gen, SESSIONS gen, trusted until xact)` then.
+    account: RefCell<crate::account::Account>,
+    account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
+    /// The `session_id` of a token signed by one of our own keys.
+    our_session: Option<pgrx::datum::Uuid>,
 }
 
 impl Drop for Bound {
@@ -131,7 +136,9 @@ impl Bound {
             roles: Cell::new(None),
             claim_cache: RefCell::new(Vec::new()),
             effective_roles: RefCell::new(ident_roles),
+            account: RefCell::new(Default::default()),
             account_stamp: Cell::new(None),
+            our_session: None,
         })
     }
 
@@ -198,24 +205,49 @@ impl Bound {
             .is_ok()
     }
 
-    /// Re-reads the roles from the user's row if auth.users changed since they were read.
+    /// Re-reads the account (roles, ban, deletion, session) if auth.users or auth.sessions
+    /// changed since it was read.
     fn refresh_account(&self) {
-        let users = &invalidation::USERS;
-        let fresh = self.account_stamp.get().is_some_and(|(gen, until)| {
-            gen == users.gen() && until.is_none_or(|x| x == invalidation::XACT_GEN.load(Relaxed))
+        let (users, sessions) = (&invalidation::USERS, &invalidation::SESSIONS);
+        let xact = invalidation::XACT_GEN.load(Relaxed);
+        let fresh = self.account_stamp.get().is_some_and(|(u, s, until)| {
+            u == users.gen() && s == sessions.gen() && until.is_none_or(|x| x == xact)
         });
         if fresh {
             return;
         }
-        let stamp = (users.gen(), users.trust_until_xact());
-        let roles = crate::account::roles(&self.ident, &self.claims)
+        let until = users.trust_until_xact().or(sessions.trust_until_xact());
+        let stamp = (users.gen(), sessions.gen(), until);
+        let account = crate::account::load(&self.ident, &self.claims, self.our_session);
+        let roles = account
+            .roles
+            .clone()
             .unwrap_or_else(|| self.ident.roles.clone());
         if *self.effective_roles.borrow() != roles {
             *self.effective_roles.borrow_mut() = roles;
             // The old datum stays in this identity's memory context: a caller may hold it.
             self.roles.set(None);
         }
+        *self.account.borrow_mut() = account;
         self.account_stamp.set(Some(stamp));
+    }
+
+    /// TOKEN_REVOKED when the account is banned (at `now`), deleted, or the session revoked.
+    fn check_revocation(&self, now: f64) -> auth_core::Result<()> {
+        if !gucs::REVOCATION_CHECKS.get() {
+            return Ok(());
+        }
+        let a = self.account.borrow();
+        let why = if a.deleted {
+            "the user has been deleted"
+        } else if a.banned_until.is_some_and(|u| u > now) {
+            "the user is banned"
+        } else if a.session_revoked {
+            "the session has been revoked (signed out, reused refresh token, or ended)"
+        } else {
+            return Ok(());
+        };
+        Err(AuthError::new(auth_core::ErrorCode::TokenRevoked, why))
     }
 
     /// One claim by dotted path as jsonb; the last few paths asked for are remembered.
@@ -314,14 +346,27 @@ pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Resul
         std::str::from_utf8(token).map_err(|_| AuthError::invalid_token("token is not UTF-8"))?;
     let keys = keys::current();
     let v = auth_core::verify_jwt(token, &keys.set, now, policy)?;
-    Bound::new(
+    // Sessions are checked only for tokens our own keys signed: other issuers' session ids
+    // mean nothing here.
+    let our_session = if keys.generated.contains(&v.kid) {
+        v.claims
+            .get("session_id")
+            .and_then(Value::as_str)
+            .and_then(auth_core::identity::parse_uuid)
+            .map(pgrx::datum::Uuid::from_bytes)
+    } else {
+        None
+    };
+    let mut b = Bound::new(
         token.as_bytes(),
         false,
         v.claims,
         v.times,
         Some(v.kid),
         keys.fingerprint,
-    )
+    )?;
+    b.our_session = our_session;
+    Ok(b)
 }
 
 #[cold]
@@ -400,6 +445,7 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
     }
     if let Some(b) = st.current.as_deref() {
         b.refresh_account();
+        b.check_revocation(transaction_now()).or_raise();
     }
     // Stamp with the counters as they are now: loading keys may itself have processed
     // invalidations, which must not be mistaken for later changes.
@@ -411,7 +457,10 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
 /// returns its claims.
 #[pg_extern(volatile, parallel_unsafe)]
 fn authenticate(token: &str) -> JsonB {
-    let b = verify_token(token.as_bytes(), transaction_now(), &gucs::policy()).or_raise();
+    let now = transaction_now();
+    let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
+    b.refresh_account();
+    b.check_revocation(now).or_raise();
     let claims = JsonB(Value::Object(b.claims.clone()));
     let value = std::ffi::CString::new(token)
         .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
@@ -428,9 +477,6 @@ fn authenticate(token: &str) -> JsonB {
         );
     }
     replace(Some(Box::new(b)));
-    if let Some(b) = state().current.as_deref() {
-        b.refresh_account();
-    }
     state().stamp = Some(Stamp::now());
     claims
 }
@@ -438,7 +484,10 @@ fn authenticate(token: &str) -> JsonB {
 /// Verifies `token` against the key set and returns its claims; binds nothing.
 #[pg_extern(stable, parallel_safe, name = "verify")]
 fn verify_with_keyset(token: &str) -> JsonB {
-    let b = verify_token(token.as_bytes(), transaction_now(), &gucs::policy()).or_raise();
+    let now = transaction_now();
+    let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
+    b.refresh_account();
+    b.check_revocation(now).or_raise();
     JsonB(Value::Object(b.claims.clone()))
 }
 

@@ -48,6 +48,10 @@ impl Watched {
         let x = XACT_GEN.load(Relaxed);
         (self.inval_xact.load(Relaxed) == x).then_some(x)
     }
+    /// Forces the next reader to reload (e.g. after waiting for another backend's commit).
+    pub fn bump(&self) {
+        self.gen.fetch_add(1, Relaxed);
+    }
     fn invalidate(&self) {
         self.gen.fetch_add(1, Relaxed);
         self.inval_xact.store(XACT_GEN.load(Relaxed), Relaxed);
@@ -57,7 +61,9 @@ impl Watched {
 pub static KEY_STORE: Watched = Watched::new("key_store");
 /// auth.users: roles, bans and deletions that the helpers must see.
 pub static USERS: Watched = Watched::new("users");
-pub static WATCHED: [&Watched; 2] = [&KEY_STORE, &USERS];
+/// auth.sessions: revocations.
+pub static SESSIONS: Watched = Watched::new("sessions");
+pub static WATCHED: [&Watched; 3] = [&KEY_STORE, &USERS, &SESSIONS];
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {

@@ -14,6 +14,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 pub struct LoadedKeys {
     pub set: KeySet,
+    /// Kids of our own signing keys (auth.generate_signing_key).
+    pub generated: std::collections::HashSet<String>,
     /// Hash of the rows the set was built from: identities verified against an identical set
     /// stay valid across reloads.
     pub fingerprint: u64,
@@ -29,7 +31,7 @@ static mut LOADED: Option<LoadedKeys> = None;
 // as `identity::transaction_now` converts the transaction time.
 const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
      (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
-     (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8) ORDER BY kid) \
+     (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, source) ORDER BY kid) \
      FROM auth.key_store";
 
 /// The current key set, reloaded if a key changed since it was loaded.
@@ -68,8 +70,12 @@ fn load() -> LoadedKeys {
     let mut hasher = DefaultHasher::new();
     rows.to_string().hash(&mut hasher);
     let mut set = KeySet::new();
+    let mut generated = std::collections::HashSet::new();
     for row in rows.as_array().into_iter().flatten() {
         let kid = row[0].as_str().unwrap_or("?");
+        if row[6] == "generated" {
+            generated.insert(kid.to_string());
+        }
         let entry = Jwk::parse(&row[1]).and_then(|jwk| {
             let audience = row[3].as_array().map(|a| {
                 a.iter()
@@ -97,6 +103,7 @@ fn load() -> LoadedKeys {
     }
     LoadedKeys {
         set,
+        generated,
         fingerprint: hasher.finish(),
         gen,
         trust_until_xact,

@@ -23,6 +23,7 @@ mod planner;
 mod privilege;
 mod rls;
 mod roles;
+mod tokens;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -41,6 +42,11 @@ extension_sql_file!(
         roles::_sync_new_users,
         invalidation::_invalidate_caches
     ]
+);
+extension_sql_file!(
+    "../sql/050_sessions.sql",
+    name = "sessions_sql",
+    requires = ["keys_sql", "users_sql", invalidation::_invalidate_caches]
 );
 extension_sql_file!(
     "../sql/900_privileges.sql",

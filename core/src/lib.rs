@@ -15,6 +15,7 @@ pub mod keyset;
 pub mod lockout;
 pub mod password;
 pub mod roles;
+pub mod signing;
 pub mod verify;
 
 pub use alg::Alg;

@@ -193,10 +193,14 @@ def test_ensure_user_once_under_concurrency(cluster, signer):
 def test_dump_and_restore_keep_users_identities_and_keys(cluster, signer, fast_app_user):
     with cluster.connect(user="app_user") as conn:
         email = new_user(conn)
+        issued = conn.execute("SELECT auth.sign_in(%s, 'long enough pw')", (email,)).fetchone()[0]
+        conn.commit()
+    tables = ["auth.users", "auth.identities", "auth.key_store", "auth.signing_keys", "auth.sessions",
+              "auth.refresh_tokens", "auth.audit_log", "auth.secrets"]
     with cluster.connect(autocommit=True) as admin:
         admin.execute("UPDATE auth.users SET raw_app_meta_data = '{\"plan\": \"pro\"}' WHERE email = %s", (email,))
         before = {t: admin.execute(f"SELECT count(*), md5(string_agg(x::text, ',' ORDER BY x::text)) FROM {t} x").fetchone()
-                  for t in ["auth.users", "auth.identities", "auth.key_store"]}
+                  for t in tables}
         admin.execute("DROP DATABASE IF EXISTS restored")
         admin.execute("CREATE DATABASE restored")
     dump = f"{cluster.dir}/e2e.dump"
@@ -205,11 +209,15 @@ def test_dump_and_restore_keep_users_identities_and_keys(cluster, signer, fast_a
     subprocess.run([f"{PG_BIN}/pg_restore", "-d", "restored", dump], check=True, env=env)
     with cluster.connect(dbname="restored", autocommit=True) as r:
         after = {t: r.execute(f"SELECT count(*), md5(string_agg(x::text, ',' ORDER BY x::text)) FROM {t} x").fetchone()
-                 for t in ["auth.users", "auth.identities", "auth.key_store"]}
+                 for t in tables}
         assert after == before
         assert before["auth.users"][0] > 0 and before["auth.key_store"][0] > 0
         assert r.execute("SELECT raw_app_meta_data->>'plan' FROM auth.users WHERE email = %s", (email,)).fetchone()[0] == "pro"
         # The restored database works: keys verify tokens, passwords still sign in.
         assert r.execute("SELECT auth.verify(%s)->>'sub'", (signer.token(),)).fetchone()[0]
         r.execute("SET auth.argon2_memory_kib = 1024")
-        assert r.execute("SELECT auth.sign_in(%s, 'long enough pw')->>'user_id'", (email,)).fetchone()[0]
+        assert r.execute("SELECT auth.sign_in(%s, 'long enough pw')->'user'->>'id'", (email,)).fetchone()[0]
+        # Sessions survive: the access token verifies, the refresh token rotates, and new ids
+        # (audit rows, refresh tokens) do not collide with restored ones.
+        assert r.execute("SELECT auth.verify(%s)->>'sub'", (issued["access_token"],)).fetchone()[0] == issued["user"]["id"]
+        assert r.execute("SELECT auth.refresh(%s)->>'refresh_token'", (issued["refresh_token"],)).fetchone()[0]

@@ -1,0 +1,594 @@
+//! Tokens and sessions: our signing keys (`auth.generate_signing_key`, `auth.jwks`,
+//! `auth.sign`), sessions with rotating refresh tokens (`auth.refresh`), revocation
+//! (`auth.sign_out`, `auth.revoke_session`, `auth.ban_user`), the audit log, and housekeeping
+//! (`auth.purge_expired`).
+//!
+//! Refresh tokens are opaque 256-bit values stored as SHA-256. A token's successor is
+//! HMAC(secret, token), so presenting a just-rotated token again within
+//! `auth.refresh_reuse_interval_seconds` (a client retrying) yields the same successor without
+//! storing any token; presenting it later is reuse, and revokes the whole session.
+
+use crate::autonomous::{self, Op};
+use crate::errors::{invalid_parameter, raise, OrRaise};
+use crate::{gucs, identity};
+use auth_core::signing::{self, Signer};
+use auth_core::{Alg, AuthError, ErrorCode};
+use pgrx::datum::{TimestampWithTimeZone, Uuid};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Map, Value};
+
+fn spi_err(e: pgrx::spi::Error) -> ! {
+    pgrx::error!("auth_ext: {e}")
+}
+
+/// Writes an audit row in the current transaction (success events; failures go through the
+/// bookkeeping worker so that they survive the rollback).
+pub fn audit(event: &str, user_id: Option<Uuid>, session_id: Option<Uuid>, details: Value) {
+    Spi::run_with_args(
+        "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2, $3, $4)",
+        &[
+            event.into(),
+            user_id.into(),
+            session_id.into(),
+            JsonB(details).into(),
+        ],
+    )
+    .unwrap_or_else(|e| spi_err(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing keys
+
+struct SignerCache {
+    keys_gen: u64,
+    xact: u64,
+    signers: Vec<Signer>,
+    /// Index of the newest active key.
+    current: Option<usize>,
+}
+
+static mut SIGNERS: Option<SignerCache> = None;
+
+/// Our signing keys, loaded as the owner (callers are SECURITY DEFINER functions).
+#[allow(static_mut_refs)]
+fn signers() -> &'static SignerCache {
+    let keys_gen = crate::invalidation::KEY_STORE.gen();
+    let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: backends are single-threaded.
+    unsafe {
+        // Reloaded per transaction too: which key is active depends on the transaction time.
+        if SIGNERS
+            .as_ref()
+            .is_some_and(|s| s.keys_gen == keys_gen && s.xact == xact)
+        {
+            return SIGNERS.as_ref().unwrap();
+        }
+        let rows: Vec<(String, String, Vec<u8>, bool)> = Spi::connect(|c| {
+            c.select(
+                "SELECT s.kid, s.alg, s.private_key,
+                        k.valid_from <= now() AND (k.valid_until IS NULL OR k.valid_until > now())
+                   FROM auth.signing_keys s JOIN auth.key_store k USING (kid)
+                  ORDER BY s.created_at, s.kid",
+                None,
+                &[],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                    r.get::<bool>(4)?.unwrap_or(false),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| spi_err(e));
+        let mut signers = Vec::new();
+        let mut current = None;
+        for (kid, alg, private, active) in rows {
+            let alg = Alg::from_name(&alg)
+                .unwrap_or_else(|| invalid_parameter("unknown signing key alg"));
+            signers.push(Signer::new(&kid, alg, &private).or_raise());
+            if active {
+                current = Some(signers.len() - 1);
+            }
+        }
+        SIGNERS = Some(SignerCache {
+            keys_gen,
+            xact,
+            signers,
+            current,
+        });
+        SIGNERS.as_ref().unwrap()
+    }
+}
+
+fn generate(alg: Alg) -> String {
+    let k = signing::generate(alg).or_raise();
+    let kid = k.public.kid.clone();
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO auth.key_store (kid, alg, kty, jwk, thumbprint, issuer, audience, source)
+             VALUES ($1, $2, $3, $4, $5, $6, ARRAY['authenticated'], 'generated')",
+            None,
+            &[
+                kid.as_str().into(),
+                alg.name().into(),
+                k.public.kty().into(),
+                JsonB(k.public.to_json()).into(),
+                k.public.thumbprint.as_str().into(),
+                gucs::issuer().into(),
+            ],
+        )?;
+        c.update(
+            // clock_timestamp: of keys made in one transaction, the last one made signs.
+            "INSERT INTO auth.signing_keys (kid, alg, private_key, created_at)
+             VALUES ($1, $2, $3, clock_timestamp())",
+            None,
+            &[
+                kid.as_str().into(),
+                alg.name().into(),
+                k.private.to_vec().into(),
+            ],
+        )?;
+        Ok::<_, pgrx::spi::Error>(())
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    audit(
+        "signing_key_generated",
+        None,
+        None,
+        json!({"kid": kid, "alg": alg.name()}),
+    );
+    kid
+}
+
+/// The signer for `kid`, or the current one — generated (ES256) on first need, so that
+/// sign-in works right after CREATE EXTENSION.
+fn signer(kid: Option<&str>) -> &'static Signer {
+    let s = signers();
+    match kid {
+        Some(k) => s.signers.iter().find(|x| x.kid == k).unwrap_or_else(|| {
+            invalid_parameter(format!("no signing key {}", auth_core::jws::printable(k)))
+        }),
+        None => {
+            if let Some(i) = s.current {
+                return &s.signers[i];
+            }
+            // Serialise the first generation across backends.
+            Spi::run("SELECT pg_advisory_xact_lock(7146, 1)").unwrap_or_else(|e| spi_err(e));
+            crate::invalidation::KEY_STORE.bump();
+            let s = signers();
+            if let Some(i) = s.current {
+                return &s.signers[i];
+            }
+            pgrx::notice!("auth_ext: no active signing key; generating an ES256 key");
+            generate(Alg::ES256);
+            crate::invalidation::KEY_STORE.bump();
+            let s = signers();
+            &s.signers[s.current.expect("a key was just generated")]
+        }
+    }
+}
+
+/// Generates a signing key (ES256, EdDSA, RS256 with 2048 bits, or HS256), trusts it for
+/// verification (issuer `auth.issuer`, audience `authenticated`), and makes it the key that
+/// signs from now on. Older keys keep verifying until retired. Returns its kid.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn generate_signing_key(alg: default!(&str, "'ES256'")) -> String {
+    let alg = Alg::from_name(alg)
+        .unwrap_or_else(|| invalid_parameter("alg must be ES256, EdDSA, RS256 or HS256"));
+    generate(alg)
+}
+
+/// The public keys of our active signing keys, as a JWKS to publish
+/// (e.g. at /.well-known/jwks.json). HMAC keys are never published.
+#[pg_extern(stable, security_definer, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn jwks() -> JsonB {
+    let keys: Option<JsonB> = Spi::get_one(
+        "SELECT coalesce(jsonb_agg(k.jwk ORDER BY k.created_at), '[]')
+           FROM auth.key_store k
+          WHERE k.source = 'generated' AND k.kty <> 'oct'
+            AND (k.valid_until IS NULL OR k.valid_until > now())",
+    )
+    .unwrap_or_else(|e| spi_err(e));
+    JsonB(json!({"keys": keys.map(|k| k.0).unwrap_or(json!([]))}))
+}
+
+fn now_secs() -> i64 {
+    identity::transaction_now().floor() as i64
+}
+
+/// Signs `claims` with `kid` (default: the current signing key). Missing `iss`, `iat` and
+/// `exp` are filled in (auth.issuer, now, now + auth.access_token_seconds). Whoever may call
+/// this can mint any identity: owner only by default.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn sign(claims: JsonB, kid: default!(Option<&str>, "NULL")) -> String {
+    let Value::Object(mut claims) = claims.0 else {
+        invalid_parameter("claims must be a JSON object")
+    };
+    let now = now_secs();
+    claims.entry("iss").or_insert_with(|| json!(gucs::issuer()));
+    claims.entry("iat").or_insert_with(|| json!(now));
+    claims
+        .entry("exp")
+        .or_insert_with(|| json!(now + gucs::ACCESS_TOKEN_SECONDS.get() as i64));
+    signer(kid).sign(&claims).or_raise()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+fn refresh_secret() -> Vec<u8> {
+    Spi::connect_mut(|c| {
+        c.update(
+            "INSERT INTO auth.secrets (name, value) VALUES ('refresh_chain', $1) ON CONFLICT (name) DO NOTHING",
+            None,
+            &[signing::random_bytes(32).into()],
+        )?;
+        c.update("SELECT value FROM auth.secrets WHERE name = 'refresh_chain'", Some(1), &[])?
+            .first()
+            .get_one::<Vec<u8>>()
+    })
+    .unwrap_or_else(|e| spi_err(e))
+    .expect("the secret was just ensured")
+}
+
+/// The user as token claims and as the `user` of a token response.
+fn user_json(user_id: Uuid) -> Value {
+    Spi::get_one_with_args::<JsonB>(
+        "SELECT jsonb_build_object('id', id, 'email', email, 'phone', phone,
+                'email_confirmed_at', email_confirmed_at, 'last_sign_in_at', last_sign_in_at,
+                'created_at', created_at, 'updated_at', updated_at,
+                'app_metadata', '{\"provider\": \"email\", \"providers\": [\"email\"]}'::jsonb || raw_app_meta_data,
+                'user_metadata', raw_user_meta_data)
+           FROM auth.users WHERE id = $1",
+        &[user_id.into()],
+    )
+    .unwrap_or_else(|e| spi_err(e))
+    .map(|j| j.0)
+    .unwrap_or(Value::Null)
+}
+
+/// `{access_token, token_type, expires_in, expires_at, refresh_token, user}` for a session.
+fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: &str) -> JsonB {
+    let user = user_json(user_id);
+    let now = now_secs();
+    let ttl = gucs::ACCESS_TOKEN_SECONDS.get() as i64;
+    let mut claims = Map::new();
+    claims.insert("aud".into(), json!("authenticated"));
+    claims.insert("exp".into(), json!(now + ttl));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("iss".into(), json!(gucs::issuer()));
+    claims.insert("sub".into(), json!(user_id.to_string()));
+    claims.insert("email".into(), user["email"].clone());
+    claims.insert("phone".into(), json!(user["phone"].as_str().unwrap_or("")));
+    claims.insert("app_metadata".into(), user["app_metadata"].clone());
+    claims.insert("user_metadata".into(), user["user_metadata"].clone());
+    claims.insert("role".into(), json!("authenticated"));
+    claims.insert("aal".into(), json!("aal1"));
+    claims.insert("amr".into(), json!([{"method": method, "timestamp": now}]));
+    claims.insert("session_id".into(), json!(session_id.to_string()));
+    claims.insert("is_anonymous".into(), json!(false));
+    claims.insert(
+        "jti".into(),
+        json!(
+            Uuid::from_bytes(signing::random_bytes(16).try_into().expect("16 bytes")).to_string()
+        ),
+    );
+    let access = signer(None).sign(&claims).or_raise();
+    JsonB(json!({
+        "access_token": access,
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "expires_at": now + ttl,
+        "refresh_token": refresh_token,
+        "user": user,
+    }))
+}
+
+fn new_refresh_row(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    session_id: Uuid,
+    token: &str,
+    parent: Option<i64>,
+) -> pgrx::spi::Result<()> {
+    c.update(
+        "INSERT INTO auth.refresh_tokens (session_id, token_hash, parent_id, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        None,
+        &[
+            session_id.into(),
+            signing::token_hash(token).into(),
+            parent.into(),
+            (gucs::REFRESH_TOKEN_SECONDS.get() as f64).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Starts a session for a user who just signed in; returns the token response.
+pub fn start_session(user_id: Uuid, method: &str) -> JsonB {
+    let token = signing::new_refresh_token();
+    let session_id = Spi::connect_mut(|c| {
+        let sid = c
+            .update(
+                "INSERT INTO auth.sessions (user_id) VALUES ($1) RETURNING id",
+                None,
+                &[user_id.into()],
+            )?
+            .first()
+            .get_one::<Uuid>()?
+            .expect("RETURNING id");
+        new_refresh_row(c, sid, &token, None)?;
+        Ok::<_, pgrx::spi::Error>(sid)
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    audit(
+        "signed_in",
+        Some(user_id),
+        Some(session_id),
+        json!({"method": method}),
+    );
+    token_response(user_id, session_id, &token, method)
+}
+
+struct Presented {
+    id: i64,
+    session_id: Uuid,
+    user_id: Uuid,
+    expired: bool,
+    rotated: bool,
+    within_reuse: bool,
+    session_dead: bool,
+    user_blocked: bool,
+}
+
+fn revoked(detail: &str) -> ! {
+    raise(AuthError::new(ErrorCode::TokenRevoked, detail))
+}
+
+/// Exchanges a refresh token for a new access token and a new refresh token.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn refresh(refresh_token: &str) -> JsonB {
+    let hash = signing::token_hash(refresh_token);
+    // The row lock makes concurrent refreshes of one token take turns: exactly one rotates.
+    let p = Spi::connect_mut(|c| {
+        let t = c.update(
+            "SELECT rt.id, rt.session_id, s.user_id, rt.expires_at <= now(), rt.rotated_at IS NOT NULL,
+                    rt.rotated_at > now() - make_interval(secs => $2),
+                    s.revoked_at IS NOT NULL OR coalesce(s.not_after <= now(), false),
+                    u.deleted_at IS NOT NULL OR coalesce(u.banned_until > now(), false)
+               FROM auth.refresh_tokens rt
+               JOIN auth.sessions s ON s.id = rt.session_id
+               JOIN auth.users u ON u.id = s.user_id
+              WHERE rt.token_hash = $1
+              FOR UPDATE OF rt",
+            Some(1),
+            &[hash.into(), (gucs::REFRESH_REUSE_INTERVAL_SECONDS.get() as f64).into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let r = t.first();
+        Ok::<_, pgrx::spi::Error>(Some(Presented {
+            id: r.get::<i64>(1)?.unwrap_or(0),
+            session_id: r.get::<Uuid>(2)?.expect("not null"),
+            user_id: r.get::<Uuid>(3)?.expect("not null"),
+            expired: r.get::<bool>(4)?.unwrap_or(true),
+            rotated: r.get::<bool>(5)?.unwrap_or(false),
+            within_reuse: r.get::<bool>(6)?.unwrap_or(false),
+            session_dead: r.get::<bool>(7)?.unwrap_or(true),
+            user_blocked: r.get::<bool>(8)?.unwrap_or(true),
+        }))
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    let Some(p) = p else {
+        raise(AuthError::invalid_token("unknown refresh token"))
+    };
+    if p.session_dead {
+        revoked("the session has been revoked or has ended");
+    }
+    if p.user_blocked {
+        revoked("the user is banned or deleted");
+    }
+    if p.rotated && !p.within_reuse {
+        // Reuse of a rotated token: someone else may hold the chain. End the session, and make
+        // that stick although this call fails.
+        let _ = autonomous::run(&[Op::RevokeSession {
+            session_id: p.session_id.to_string(),
+            user_id: p.user_id.to_string(),
+            reason: "refresh_token_reused".into(),
+        }]);
+        revoked("refresh token reused; the session has been revoked");
+    }
+    if p.expired {
+        raise(AuthError::new(
+            ErrorCode::TokenExpired,
+            "the refresh token has expired",
+        ));
+    }
+    let next = signing::successor(&refresh_secret(), refresh_token);
+    if !p.rotated {
+        Spi::connect_mut(|c| {
+            c.update(
+                "UPDATE auth.refresh_tokens SET rotated_at = now() WHERE id = $1",
+                None,
+                &[p.id.into()],
+            )?;
+            new_refresh_row(c, p.session_id, &next, Some(p.id))?;
+            c.update(
+                "UPDATE auth.sessions SET refreshed_at = now() WHERE id = $1",
+                None,
+                &[p.session_id.into()],
+            )?;
+            Ok::<_, pgrx::spi::Error>(())
+        })
+        .unwrap_or_else(|e| spi_err(e));
+        audit(
+            "token_refreshed",
+            Some(p.user_id),
+            Some(p.session_id),
+            json!({}),
+        );
+    }
+    // A retry within the reuse interval gets the same successor (HMAC of the presented token).
+    token_response(p.user_id, p.session_id, &next, "refresh")
+}
+
+fn bound_session() -> (Uuid, Uuid) {
+    let b = identity::current()
+        .unwrap_or_else(|| raise(AuthError::invalid_token("no token is bound (set auth.jwt)")));
+    let uid = match b.ident.uid {
+        auth_core::Uid::Uuid(bytes) => Uuid::from_bytes(bytes),
+        _ => raise(AuthError::invalid_claims(
+            "sub is not a user id of this database",
+        )),
+    };
+    let sid = b
+        .claims
+        .get("session_id")
+        .and_then(Value::as_str)
+        .and_then(auth_core::identity::parse_uuid)
+        .map(Uuid::from_bytes)
+        .unwrap_or_else(|| raise(AuthError::invalid_claims("the token has no session_id")));
+    (uid, sid)
+}
+
+/// Signs the bound user out: 'local' ends this session, 'global' all of the user's sessions,
+/// 'others' all but this one. Their refresh tokens stop working and their access tokens are
+/// TOKEN_REVOKED in every backend by the next statement.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn sign_out(scope: default!(&str, "'local'")) -> i64 {
+    let (uid, sid) = bound_session();
+    let filter = match scope {
+        "local" => "id = $2",
+        "global" => "true",
+        "others" => "id <> $2",
+        _ => invalid_parameter("scope must be 'local', 'global' or 'others'"),
+    };
+    let n = Spi::connect_mut(|c| {
+        c.update(
+            &format!(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'sign_out'
+                  WHERE user_id = $1 AND revoked_at IS NULL AND {filter}"
+            ),
+            None,
+            &[uid.into(), sid.into()],
+        )
+        .map(|t| t.len() as i64)
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    audit(
+        "signed_out",
+        Some(uid),
+        Some(sid),
+        json!({"scope": scope, "sessions": n}),
+    );
+    n
+}
+
+/// Revokes a session (owner only by default).
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn revoke_session(session_id: Uuid) {
+    // Not Spi::get_one: its row limit would skip the statement trigger that invalidates caches.
+    let user: Option<Uuid> = Spi::connect_mut(|c| {
+        let t = c.update(
+            "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()),
+                    revoked_reason = coalesce(revoked_reason, 'revoked')
+              WHERE id = $1 RETURNING user_id",
+            None,
+            &[session_id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.first().get_one::<Uuid>()
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    let Some(user) = user else {
+        invalid_parameter("no such session")
+    };
+    audit("session_revoked", Some(user), Some(session_id), json!({}));
+}
+
+/// Bans a user until `until` (NULL or a past time lifts the ban): sign-in, refresh and every access token
+/// of the user are refused meanwhile; the user's sessions end (owner only by default).
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn ban_user(user_id: Uuid, until: Option<TimestampWithTimeZone>) {
+    let found = Spi::connect_mut(|c| {
+        c.update(
+            "UPDATE auth.users SET banned_until = $2, updated_at = now() WHERE id = $1",
+            None,
+            &[user_id.into(), until.into()],
+        )
+        .map(|t| t.len())
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    if found == 0 {
+        invalid_parameter("no such user");
+    }
+    let banned = Spi::get_one_with_args::<bool>("SELECT $1 > now()", &[until.into()])
+        .unwrap_or_else(|e| spi_err(e))
+        .unwrap_or(false);
+    if banned {
+        Spi::run_with_args(
+            "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'banned' WHERE user_id = $1 AND revoked_at IS NULL",
+            &[user_id.into()],
+        )
+        .unwrap_or_else(|e| spi_err(e));
+    }
+    audit(
+        if banned {
+            "user_banned"
+        } else {
+            "user_unbanned"
+        },
+        Some(user_id),
+        None,
+        json!({"until": until.map(|u| u.to_string())}),
+    );
+}
+
+/// Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
+/// ago, failed-sign-in records older than the lockout, and (when given) audit rows older than
+/// `audit_older_than`. Safe while traffic flows. Returns the counts.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn purge_expired(audit_older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> JsonB {
+    let lockout = gucs::LOCKOUT_SECONDS.get() as f64;
+    let counts = Spi::connect_mut(|c| {
+        let mut n = |q: &str, args: &[pgrx::datum::DatumWithOid]| -> pgrx::spi::Result<i64> { Ok(c.update(q, None, args)?.len() as i64) };
+        // Ended sessions are kept a day, so that a late refresh still reads TOKEN_REVOKED.
+        let sessions = n(
+            "DELETE FROM auth.sessions s
+              WHERE coalesce(s.revoked_at, s.not_after) < now() - interval '1 day'
+                 OR (s.created_at < now() - interval '1 day'
+                     AND NOT EXISTS (SELECT 1 FROM auth.refresh_tokens rt
+                                      WHERE rt.session_id = s.id AND rt.expires_at > now() - interval '1 day'))
+             RETURNING 1",
+            &[],
+        )?;
+        let tokens = n("DELETE FROM auth.refresh_tokens WHERE expires_at < now() RETURNING 1", &[])?;
+        let failures = n(
+            "DELETE FROM auth.failed_sign_ins
+              WHERE coalesce(locked_until, last_failed_at) < now() - make_interval(secs => $1) RETURNING 1",
+            &[lockout.into()],
+        )?;
+        let audits = match audit_older_than {
+            Some(age) => n("DELETE FROM auth.audit_log WHERE created_at < now() - $1 RETURNING 1", &[age.into()])?,
+            None => 0,
+        };
+        Ok::<_, pgrx::spi::Error>(json!({"refresh_tokens": tokens, "sessions": sessions, "failed_sign_ins": failures, "audit_log": audits}))
+    })
+    .unwrap_or_else(|e| spi_err(e));
+    JsonB(counts)
+}
