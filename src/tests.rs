@@ -993,6 +993,27 @@ mod tests {
         assert_eq!(header["kid"], kids[3].as_str());
         Spi::run(&format!("SELECT auth.retire_key('{}')", kids[3])).unwrap();
         assert!(try_sql(&format!("SELECT auth.verify({})::text", lit(&t))).contains("retired"));
+        // A key keeps the issuer it was made for; auth.issuer applies to keys made later.
+        Spi::run("SET LOCAL auth.issuer = 'https://db.example.test/auth'").unwrap();
+        let iss = |t: &str| -> String {
+            serde_json::from_str::<Value>(
+                &one(&format!("SELECT auth.verify({})::text", lit(t))).unwrap(),
+            )
+            .unwrap()["iss"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let claims = "'{\"sub\": \"x\", \"aud\": \"authenticated\"}'";
+        let t = one(&format!("SELECT auth.sign({claims}, '{}')", kids[0])).unwrap();
+        assert_eq!(iss(&t), "auth_ext");
+        let fresh = one("SELECT auth.generate_signing_key()").unwrap();
+        let t = one(&format!("SELECT auth.sign({claims})")).unwrap();
+        assert_eq!(iss(&t), "https://db.example.test/auth");
+        let header: Value =
+            serde_json::from_slice(&auth_core::b64::decode(t.split('.').next().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(header["kid"], fresh.as_str());
     }
 
     #[pg_test]

@@ -44,6 +44,8 @@ struct SignerCache {
     keys_gen: u64,
     xact: u64,
     signers: Vec<Signer>,
+    /// The issuer each key was generated for (auth.issuer then): it signs and verifies that.
+    issuers: Vec<String>,
     /// Index of the newest active key.
     current: Option<usize>,
 }
@@ -64,10 +66,11 @@ fn signers() -> &'static SignerCache {
         {
             return SIGNERS.as_ref().unwrap();
         }
-        let rows: Vec<(String, String, Vec<u8>, bool)> = Spi::connect(|c| {
+        let rows: Vec<(String, String, Vec<u8>, bool, String)> = Spi::connect(|c| {
             c.select(
                 "SELECT s.kid, s.alg, s.private_key,
-                        k.valid_from <= now() AND (k.valid_until IS NULL OR k.valid_until > now())
+                        k.valid_from <= now() AND (k.valid_until IS NULL OR k.valid_until > now()),
+                        k.issuer
                    FROM auth.signing_keys s JOIN auth.key_store k USING (kid)
                   ORDER BY s.created_at, s.kid",
                 None,
@@ -79,17 +82,20 @@ fn signers() -> &'static SignerCache {
                     r.get::<String>(2)?.unwrap_or_default(),
                     r.get::<Vec<u8>>(3)?.unwrap_or_default(),
                     r.get::<bool>(4)?.unwrap_or(false),
+                    r.get::<String>(5)?.unwrap_or_default(),
                 ))
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })
         .unwrap_or_else(|e| spi_err(e));
         let mut signers = Vec::new();
+        let mut issuers = Vec::new();
         let mut current = None;
-        for (kid, alg, private, active) in rows {
+        for (kid, alg, private, active, issuer) in rows {
             let alg = Alg::from_name(&alg)
                 .unwrap_or_else(|| invalid_parameter("unknown signing key alg"));
             signers.push(Signer::new(&kid, alg, &private).or_raise());
+            issuers.push(issuer);
             if active {
                 current = Some(signers.len() - 1);
             }
@@ -98,6 +104,7 @@ fn signers() -> &'static SignerCache {
             keys_gen,
             xact,
             signers,
+            issuers,
             current,
         });
         SIGNERS.as_ref().unwrap()
@@ -145,29 +152,31 @@ fn generate(alg: Alg) -> String {
 }
 
 /// The signer for `kid`, or the current one — generated (ES256) on first need, so that
-/// sign-in works right after CREATE EXTENSION.
-fn signer(kid: Option<&str>) -> &'static Signer {
+/// sign-in works right after CREATE EXTENSION — with its issuer.
+fn signer(kid: Option<&str>) -> (&'static Signer, &'static str) {
     let s = signers();
+    let at = |s: &'static SignerCache, i: usize| (&s.signers[i], s.issuers[i].as_str());
     match kid {
-        Some(k) => s.signers.iter().find(|x| x.kid == k).unwrap_or_else(|| {
-            invalid_parameter(format!("no signing key {}", auth_core::jws::printable(k)))
-        }),
+        Some(k) => match s.signers.iter().position(|x| x.kid == k) {
+            Some(i) => at(s, i),
+            None => invalid_parameter(format!("no signing key {}", auth_core::jws::printable(k))),
+        },
         None => {
             if let Some(i) = s.current {
-                return &s.signers[i];
+                return at(s, i);
             }
             // Serialise the first generation across backends.
             Spi::run("SELECT pg_advisory_xact_lock(7146, 1)").unwrap_or_else(|e| spi_err(e));
             crate::invalidation::KEY_STORE.bump();
             let s = signers();
             if let Some(i) = s.current {
-                return &s.signers[i];
+                return at(s, i);
             }
             pgrx::notice!("auth_ext: no active signing key; generating an ES256 key");
             generate(Alg::ES256);
             crate::invalidation::KEY_STORE.bump();
             let s = signers();
-            &s.signers[s.current.expect("a key was just generated")]
+            at(s, s.current.expect("a key was just generated"))
         }
     }
 }
@@ -203,7 +212,7 @@ fn now_secs() -> i64 {
 }
 
 /// Signs `claims` with `kid` (default: the current signing key). Missing `iss`, `iat` and
-/// `exp` are filled in (auth.issuer, now, now + auth.access_token_seconds). Whoever may call
+/// `exp` are filled in (the key's issuer, now, now + auth.access_token_seconds). Whoever may call
 /// this can mint any identity: owner only by default.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -212,12 +221,13 @@ fn sign(claims: JsonB, kid: default!(Option<&str>, "NULL")) -> String {
         invalid_parameter("claims must be a JSON object")
     };
     let now = now_secs();
-    claims.entry("iss").or_insert_with(|| json!(gucs::issuer()));
+    let (signer, issuer) = signer(kid);
+    claims.entry("iss").or_insert_with(|| json!(issuer));
     claims.entry("iat").or_insert_with(|| json!(now));
     claims
         .entry("exp")
         .or_insert_with(|| json!(now + gucs::ACCESS_TOKEN_SECONDS.get() as i64));
-    signer(kid).sign(&claims).or_raise()
+    signer.sign(&claims).or_raise()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,13 +267,14 @@ fn user_json(user_id: Uuid) -> Value {
 /// `{access_token, token_type, expires_in, expires_at, refresh_token, user}` for a session.
 fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: &str) -> JsonB {
     let user = user_json(user_id);
+    let (signer, issuer) = signer(None);
     let now = now_secs();
     let ttl = gucs::ACCESS_TOKEN_SECONDS.get() as i64;
     let mut claims = Map::new();
     claims.insert("aud".into(), json!("authenticated"));
     claims.insert("exp".into(), json!(now + ttl));
     claims.insert("iat".into(), json!(now));
-    claims.insert("iss".into(), json!(gucs::issuer()));
+    claims.insert("iss".into(), json!(issuer));
     claims.insert("sub".into(), json!(user_id.to_string()));
     claims.insert("email".into(), user["email"].clone());
     claims.insert("phone".into(), json!(user["phone"].as_str().unwrap_or("")));
@@ -280,7 +291,7 @@ fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: 
             Uuid::from_bytes(signing::random_bytes(16).try_into().expect("16 bytes")).to_string()
         ),
     );
-    let access = signer(None).sign(&claims).or_raise();
+    let access = signer.sign(&claims).or_raise();
     JsonB(json!({
         "access_token": access,
         "token_type": "bearer",
