@@ -131,11 +131,13 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 .first()
                 .get_one::<bool>()?
                 .unwrap_or(false);
+            // The email's hash, not the email: it links attempts on one address (also an
+            // unknown one) without storing what someone typed.
             audit(
                 client,
                 "sign_in_failed",
                 user_id.as_deref(),
-                &serde_json::json!({}),
+                &serde_json::json!({"email_hash": email_hash}),
             )?;
             if locked {
                 audit(

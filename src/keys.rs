@@ -128,23 +128,41 @@ fn check_binding(issuer: Option<&str>, audience: &Option<Vec<String>>) {
 /// Inserts or refreshes one key. The same kid with different key material is refused: a
 /// provider never reuses a kid, so that is a mistake or an attack.
 fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, source: &str) {
-    let existing: Option<String> = Spi::get_one_with_args(
-        "SELECT thumbprint FROM auth.key_store WHERE kid = $1",
-        &[jwk.kid.as_str().into()],
-    )
-    .unwrap_or(None);
+    let existing: Option<String> = Spi::connect(|c| {
+        let t = c.select(
+            "SELECT thumbprint FROM auth.key_store WHERE kid = $1",
+            None,
+            &[jwk.kid.as_str().into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.first().get_one::<String>()
+    })
+    .unwrap_or_else(|e: pgrx::spi::Error| pgrx::error!("auth_ext: {e}"));
+    let details = serde_json::json!({"kid": jwk.kid, "alg": jwk.alg.name(), "source": source, "issuer": issuer});
     match existing {
         Some(t) if t != jwk.thumbprint => invalid_parameter(format!(
             "kid {} already names a different key; retire it and use a new kid",
             auth_core::jws::printable(&jwk.kid)
         )),
         Some(_) => {
-            Spi::run_with_args(
-                "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, now()) \
-                 WHERE kid = $1",
-                &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
-            )
+            // Only when something changes: a periodic re-import neither invalidates every
+            // backend's key cache nor fills the audit log.
+            let changed = Spi::connect_mut(|c| {
+                c.update(
+                    "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, now()) \
+                     WHERE kid = $1 AND (issuer IS DISTINCT FROM $2 OR audience IS DISTINCT FROM $3 \
+                                         OR valid_until IS NOT NULL OR valid_from > now())",
+                    None,
+                    &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
+                )
+                .map(|t| t.len())
+            })
             .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+            if changed > 0 {
+                crate::tokens::audit("key_updated", None, None, details);
+            }
         }
         None => {
             Spi::run_with_args(
@@ -162,6 +180,7 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
                 ],
             )
             .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+            crate::tokens::audit("key_added", None, None, details);
         }
     }
 }
@@ -217,4 +236,10 @@ fn retire_key(kid: &str, at: default!(pgrx::datum::TimestampWithTimeZone, "now()
             auth_core::jws::printable(kid)
         ));
     }
+    crate::tokens::audit(
+        "key_retired",
+        None,
+        None,
+        serde_json::json!({"kid": kid, "at": at.to_string()}),
+    );
 }

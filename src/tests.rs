@@ -1014,6 +1014,14 @@ mod tests {
             serde_json::from_slice(&auth_core::b64::decode(t.split('.').next().unwrap()).unwrap())
                 .unwrap();
         assert_eq!(header["kid"], fresh.as_str());
+        // Key events are audited, with the kid and without key material.
+        Spi::run(r#"SELECT auth.add_key('{"kty": "oct", "alg": "HS256", "kid": "audit-test", "k": "YW4gaG1hYyBzZWNyZXQgZm9yIHRoZSBhdWRpdCB0ZXN0"}')"#).unwrap();
+        let audit = one("SELECT string_agg(event || ' ' || details::text, E'\n' ORDER BY id) FROM auth.audit_log").unwrap();
+        for e in ["signing_key_generated", "key_added", "key_retired"] {
+            assert!(audit.contains(e), "{e} not in {audit}");
+        }
+        assert!(audit.contains(&kids[3]) && audit.contains("audit-test"));
+        assert!(!audit.contains("YW4gaG1hYyBzZWNyZXQ") && !audit.contains("\"d\""));
     }
 
     #[pg_test]
