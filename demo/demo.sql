@@ -1,4 +1,4 @@
--- auth_ext demo: keys, signed tokens, an RLS-protected table.
+-- auth_ext demo: keys, signed tokens, an RLS-protected table, then auth_ext issuing tokens itself.
 \set ON_ERROR_STOP 0
 \set VERBOSITY default
 \pset footer off
@@ -45,6 +45,36 @@ ROLLBACK;
 \echo '== 7. A forged token (Bob''s claims under Alice''s signature) is refused (INVALID_TOKEN)'
 BEGIN;
 SELECT set_config('auth.jwt', :'forged', true) IS NOT NULL AS token_set;
+SELECT body FROM notes;
+\echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
+\echo '== 8. Or auth_ext is the auth server: sign up, sign in, and the access token works like any other'
+SELECT auth.sign_up('carol@example.test', 'correct horse battery staple') AS carol \gset
+RESET ROLE;
+INSERT INTO notes (owner, body) VALUES (:'carol', 'carol: water the plants');
+SET ROLE app_user;
+SELECT auth.sign_in('carol@example.test', 'correct horse battery staple') AS tokens \gset
+SELECT r ->> 'token_type' AS token_type, r ->> 'expires_in' AS expires_in, r -> 'user' ->> 'email' AS email,
+       length(r ->> 'access_token') AS access_token_length, length(r ->> 'refresh_token') AS refresh_token_length,
+       r ->> 'access_token' AS access, r ->> 'refresh_token' AS refresh
+  FROM (SELECT :'tokens'::jsonb AS r) t \gset
+\echo 'token_type' :token_type 'expires_in' :expires_in 'user' :email 'access_token' :access_token_length 'chars, refresh_token' :refresh_token_length 'chars'
+BEGIN;
+SELECT set_config('auth.jwt', :'access', true) IS NOT NULL AS token_set;
+SELECT auth.email(), auth.role(), body FROM notes;
+COMMIT;
+
+\echo '== 9. Refresh rotates the refresh token; the spent one, presented again later, would revoke the session'
+SELECT auth.refresh(:'refresh') ->> 'refresh_token' <> :'refresh' AS rotated;
+
+\echo '== 10. Sign-out: the unexpired access token is refused at once (TOKEN_REVOKED)'
+BEGIN;
+SELECT set_config('auth.jwt', :'access', true) IS NOT NULL AS token_set;
+SELECT auth.sign_out('global') AS sessions_ended;
+COMMIT;
+BEGIN;
+SELECT set_config('auth.jwt', :'access', true) IS NOT NULL AS token_set;
 SELECT body FROM notes;
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 ROLLBACK;

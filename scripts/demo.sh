@@ -13,4 +13,4 @@ echo "[demo] PostgreSQL 15 on 127.0.0.1:$port; tokens signed by PyJWT (demo/sign
 eval "$(python3 demo/sign.py)"
 /usr/lib/postgresql/15/bin/psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres \
   -v jwks="$JWKS" -v issuer="$ISSUER" -v alice="$ALICE" -v bob="$BOB" \
-  -v expired="$EXPIRED" -v forged="$FORGED" -f demo/demo.sql 2>&1 | grep -v '^SET$\|^BEGIN$\|^COMMIT$\|^ROLLBACK$'
+  -v expired="$EXPIRED" -v forged="$FORGED" -f demo/demo.sql 2>&1 | grep -v '^SET$\|^RESET$\|^BEGIN$\|^COMMIT$\|^ROLLBACK$'
