@@ -1108,6 +1108,9 @@ mod tests {
         // The successor rotates on.
         let r4 = token_response(&format!("SELECT auth.refresh({})::text", lit(&second)));
         assert_ne!(r4["refresh_token"], second.as_str());
+        // A late retry of the first token, still within the interval: the chain's live token.
+        let r5 = token_response(&format!("SELECT auth.refresh({})::text", lit(&first)));
+        assert_eq!(r5["refresh_token"], r4["refresh_token"]);
         // Unknown and expired tokens.
         assert!(
             try_sql("SELECT auth.refresh('not-a-token')::text").starts_with("28000 INVALID_TOKEN")

@@ -424,8 +424,39 @@ fn refresh(refresh_token: &str) -> JsonB {
             "the refresh token has expired",
         ));
     }
-    let next = signing::successor(&refresh_secret(), refresh_token);
-    if !p.rotated {
+    let secret = refresh_secret();
+    let mut next = signing::successor(&secret, refresh_token);
+    if p.rotated {
+        // A retry within the reuse interval: answer with the chain's live token. Usually the
+        // direct successor; if that was refreshed meanwhile too, follow the chain (each link
+        // is the HMAC of the previous one, so no token needs to be stored to find it).
+        let mut live = false;
+        for _ in 0..16 {
+            let rotated: Option<bool> = Spi::connect(|c| {
+                let t = c.select(
+                    "SELECT rotated_at IS NOT NULL FROM auth.refresh_tokens WHERE token_hash = $1 AND session_id = $2",
+                    None,
+                    &[signing::token_hash(&next).into(), p.session_id.into()],
+                )?;
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                t.first().get_one::<bool>()
+            })
+            .unwrap_or_else(|e: pgrx::spi::Error| spi_err(e));
+            match rotated {
+                Some(false) => {
+                    live = true;
+                    break;
+                }
+                Some(true) => next = signing::successor(&secret, &next),
+                None => break,
+            }
+        }
+        if !live {
+            revoked("the refresh token's session has no live token; sign in again");
+        }
+    } else {
         Spi::connect_mut(|c| {
             c.update(
                 "UPDATE auth.refresh_tokens SET rotated_at = now() WHERE id = $1",
@@ -448,7 +479,6 @@ fn refresh(refresh_token: &str) -> JsonB {
             json!({}),
         );
     }
-    // A retry within the reuse interval gets the same successor (HMAC of the presented token).
     token_response(p.user_id, p.session_id, &next, "refresh")
 }
 
