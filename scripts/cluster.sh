@@ -2,7 +2,8 @@
 # Throwaway PostgreSQL clusters for the demo and the end-to-end tests: owned by the postgres
 # OS user (the server refuses to run as root), listening on loopback only, on a free port.
 #   scripts/cluster.sh start <dir> [extra postgresql.conf lines…]   → prints the port
-#   scripts/cluster.sh stop <dir>
+#   scripts/cluster.sh stop <dir>                                  → stops it and deletes <dir>
+#                                                                    (KEEP_CLUSTER=1 keeps it)
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -43,6 +44,8 @@ case "$cmd" in
     if [ -d "$dir/data" ]; then
       as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
+    # Torn down, unless someone wants to read the server log (KEEP_CLUSTER=1).
+    if [ "${KEEP_CLUSTER:-0}" != 1 ]; then rm -rf "$dir"; fi
     ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

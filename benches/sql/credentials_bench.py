@@ -9,16 +9,12 @@
 Usage: benches/sql/credentials_bench.py [--runs N]
 """
 import argparse
-import os
-import pathlib
 import statistics
-import subprocess
-import time
 
 import argon2
 import psycopg
+from benchlib import median_ms, throwaway_cluster
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def vm(pid, field):
@@ -29,22 +25,11 @@ def vm(pid, field):
     return 0
 
 
-def median_ms(fn, runs):
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(out)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    d = f"/tmp/auth_ext_credbench_{os.getpid()}"
-    port = subprocess.run([str(ROOT / "scripts/cluster.sh"), "start", d], check=True, capture_output=True, text=True).stdout.strip()
-    try:
+    with throwaway_cluster("credbench") as (port, _):
         conn = psycopg.connect(host="127.0.0.1", port=int(port), dbname="postgres", user="postgres", autocommit=True)
         conn.execute("CREATE EXTENSION auth_ext")
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -79,8 +64,6 @@ def main():
         print(f"sign_in unknown email:  {u:7.2f} ms (median of {args.runs})")
         print(f"sign_in wrong password: {w:7.2f} ms   difference {abs(u - w) / w * 100:.1f}% (target < 20%)")
         print(f"sign_in success:        {ok:7.2f} ms")
-    finally:
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), "stop", d], check=True)
 
 
 if __name__ == "__main__":

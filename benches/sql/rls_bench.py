@@ -16,21 +16,18 @@ pgbench with a token ≥ 0.9× the TPS without auth.
 import argparse
 import json
 import os
-import pathlib
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import jwt
 import psycopg
+from benchlib import PG_BIN, SCAN_CONF, throwaway_cluster
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 ALICE = "8d8ac610-566d-4ef0-9c22-186b2a5ed793"
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def main():
@@ -41,14 +38,8 @@ def main():
     ap.add_argument("--only-pgbench", action="store_true")
     args = ap.parse_args()
 
-    d = f"/tmp/auth_ext_bench_{os.getpid()}"
-    port = subprocess.run([str(ROOT / "scripts/cluster.sh"), "start", d, "shared_buffers = 512MB",
-                           "max_parallel_workers_per_gather = 0", "jit = off"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    try:
-        run(int(port), d, args)
-    finally:
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), "stop", d], check=True)
+    with throwaway_cluster("bench", *SCAN_CONF) as (port, d):
+        run(port, d, args)
 
 
 def run(port, d, args):
@@ -140,7 +131,6 @@ def pgbench(port, d, args, admin, token):
         CREATE POLICY p ON accounts_rls USING (owner = auth.uid());
         GRANT SELECT ON accounts, accounts_rls TO bench_app;
     """)
-    users = ["%08x-0000-4000-8000-%012x" % (i, i) for i in range(16)]
     admin.execute("INSERT INTO accounts_rls SELECT aid + 100000 * (u + 1), ('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid, 0 "
                   "FROM accounts, generate_series(0, 15) u WHERE aid <= 1000")
     for t in ["accounts", "accounts_rls"]:

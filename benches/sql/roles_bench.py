@@ -11,18 +11,15 @@ Usage: benches/sql/roles_bench.py [--rows N] [--scan-rows M] [--runs K]
 """
 import argparse
 import json
-import os
-import pathlib
 import statistics
-import subprocess
 import time
 
 import jwt
 import psycopg
+from benchlib import SCAN_CONF, throwaway_cluster
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def main():
@@ -31,14 +28,8 @@ def main():
     ap.add_argument("--scan-rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    d = f"/tmp/auth_ext_rolebench_{os.getpid()}"
-    port = subprocess.run([str(ROOT / "scripts/cluster.sh"), "start", d, "shared_buffers = 512MB",
-                           "max_parallel_workers_per_gather = 0", "jit = off"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    try:
-        run(int(port), args)
-    finally:
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), "stop", d], check=True)
+    with throwaway_cluster("rolebench", *SCAN_CONF) as (port, _):
+        run(port, args)
 
 
 def timed(conn, sql):

@@ -15,7 +15,6 @@ Usage: benches/sql/sessions_bench.py [--rows N] [--runs K] [--seconds S]
 """
 import argparse
 import os
-import pathlib
 import statistics
 import subprocess
 import tempfile
@@ -23,19 +22,9 @@ import threading
 import time
 
 import psycopg
+from benchlib import PG_BIN, SCAN_CONF, median_ms, throwaway_cluster
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-PG_BIN = "/usr/lib/postgresql/15/bin"
 PW = "correct horse battery staple"
-
-
-def median_ms(fn, runs):
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(out)
 
 
 def main():
@@ -44,14 +33,8 @@ def main():
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
-    d = f"/tmp/auth_ext_sessbench_{os.getpid()}"
-    port = subprocess.run([str(ROOT / "scripts/cluster.sh"), "start", d, "shared_buffers = 512MB",
-                           "max_parallel_workers_per_gather = 0", "jit = off"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    try:
-        run(int(port), d, args)
-    finally:
-        subprocess.run([str(ROOT / "scripts/cluster.sh"), "stop", d], check=True)
+    with throwaway_cluster("sessbench", *SCAN_CONF) as (port, d):
+        run(port, d, args)
 
 
 def connect(port, user="postgres"):
@@ -103,7 +86,7 @@ def run(port, d, args):
 
     one = refresh_rate(1)
     four = refresh_rate(4)
-    print(f"\nauth.refresh (rotation + ES256 access token), each connection chaining its own tokens")
+    print("\nauth.refresh (rotation + ES256 access token), each connection chaining its own tokens")
     print(f"  1 connection:  {one:8.0f} refreshes/s")
     print(f"  4 connections: {four:8.0f} refreshes/s   ({four / one:.2f}x of one connection, 2 cores)")
 

@@ -1,6 +1,5 @@
 """Issue 3 end to end: lockout that survives rollbacks and concurrency, imports from pgcrypto,
 hashes checked by an independent implementation, just-in-time users, dump/restore."""
-import json
 import os
 import subprocess
 import threading

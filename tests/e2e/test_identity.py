@@ -5,7 +5,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ALICE, AUDIENCE, BOB, ISSUER
+from conftest import ALICE, BOB
 
 
 def titles(conn, token=None):
