@@ -20,6 +20,9 @@ pub struct Account {
     pub deleted: bool,
     /// The token names a session of ours that is revoked, expired or gone.
     pub session_revoked: bool,
+    /// The session's timebox (`auth.sessions.not_after`) in Unix seconds: compared with each
+    /// transaction's time, since its passing is no write that would invalidate this.
+    pub session_not_after: Option<f64>,
 }
 
 fn roles_of(v: &Value) -> Vec<String> {
@@ -70,8 +73,9 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
                         'session_revoked', $5::uuid IS NOT NULL AND NOT EXISTS (
                             SELECT 1 FROM auth.sessions s
                              WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
-                               AND s.revoked_at IS NULL
-                               AND (s.not_after IS NULL OR s.not_after OPERATOR(pg_catalog.>) pg_catalog.now())))
+                               AND s.revoked_at IS NULL),
+                        'session_not_after', (SELECT pg_catalog.date_part('epoch', s.not_after) FROM auth.sessions s
+                                               WHERE s.id OPERATOR(pg_catalog.=) $5))
                    FROM auth.users u
                   WHERE u.id OPERATOR(pg_catalog.=) $2
                      OR u.id OPERATOR(pg_catalog.=) (SELECT i.user_id FROM auth.identities i
@@ -106,5 +110,6 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
         banned_until: row["banned_until"].as_f64(),
         deleted,
         session_revoked: row["session_revoked"] == Value::Bool(true),
+        session_not_after: row["session_not_after"].as_f64(),
     }
 }

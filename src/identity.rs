@@ -242,7 +242,7 @@ impl Bound {
             "the user has been deleted"
         } else if a.banned_until.is_some_and(|u| u > now) {
             "the user is banned"
-        } else if a.session_revoked {
+        } else if a.session_revoked || a.session_not_after.is_some_and(|t| t <= now) {
             "the session has been revoked (signed out, reused refresh token, or ended)"
         } else {
             return Ok(());

@@ -232,3 +232,19 @@ def test_purge_while_traffic_flows(cluster, account):
     stop.set()
     t.join()
     assert errors == []
+
+
+def test_session_timebox_ends_access_at_its_time(cluster, account):
+    """auth.sessions.not_after ends a session when that time comes, with no write to notice."""
+    email, uid = account
+    with cluster.connect(user="app_user") as api, cluster.connect(user="app_user", autocommit=True) as held:
+        r = sign_in(api, email)
+        session = jwt.decode(r["access_token"], options={"verify_signature": False})["session_id"]
+        with cluster.connect(autocommit=True) as admin:
+            admin.execute("UPDATE auth.sessions SET not_after = now() + interval '1.5 seconds' WHERE id = %s", (session,))
+        held.execute("SELECT set_config('auth.jwt', %s, false)", (r["access_token"],))
+        assert held.execute("SELECT auth.uid()::text").fetchone()[0] == uid
+        time.sleep(2)
+        assert error_code(held, "SELECT auth.uid()") == "28000 TOKEN_REVOKED"
+        assert bound(api, r["access_token"]) == "28000 TOKEN_REVOKED"
+        assert error_code(api, "SELECT auth.refresh(%s)", (r["refresh_token"],)) == "28000 TOKEN_REVOKED"
