@@ -8,6 +8,7 @@
 //!
 //! The operation travels in a dynamic shared memory segment: `[status u32][len u32][json]`.
 
+use crate::audit;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -133,17 +134,19 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 .unwrap_or(false);
             // The email's hash, not the email: it links attempts on one address (also an
             // unknown one) without storing what someone typed.
-            audit(
+            audit::write(
                 client,
                 "sign_in_failed",
                 user_id.as_deref(),
+                None,
                 &serde_json::json!({"email_hash": email_hash}),
             )?;
             if locked {
-                audit(
+                audit::write(
                     client,
                     "account_locked",
                     user_id.as_deref(),
+                    None,
                     &serde_json::json!({"seconds": lockout_seconds}),
                 )?;
             }
@@ -166,36 +169,20 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 None,
                 &[session_id.as_str().into(), reason.as_str().into()],
             )?;
-            client.update(
-                "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2::uuid, $3::uuid, '{}')",
-                None,
-                &[reason.as_str().into(), user_id.as_str().into(), session_id.as_str().into()],
+            audit::write(
+                client,
+                reason,
+                Some(user_id),
+                Some(session_id),
+                &serde_json::json!({}),
             )?;
         }
         Op::Audit {
             event,
             user_id,
             details,
-        } => audit(client, event, user_id.as_deref(), details)?,
+        } => audit::write(client, event, user_id.as_deref(), None, details)?,
     }
-    Ok(())
-}
-
-fn audit(
-    client: &mut pgrx::spi::SpiClient<'_>,
-    event: &str,
-    user_id: Option<&str>,
-    details: &serde_json::Value,
-) -> pgrx::spi::Result<()> {
-    client.update(
-        "INSERT INTO auth.audit_log (event, user_id, details) VALUES ($1, $2::uuid, $3)",
-        None,
-        &[
-            event.into(),
-            user_id.into(),
-            pgrx::JsonB(details.clone()).into(),
-        ],
-    )?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `auth.sign_up`, `auth.sign_in` with lockout, and `auth.ensure_user` for external IdPs.
 
 use crate::autonomous::{self, Op};
-use crate::errors::{invalid_parameter, raise, OrRaise};
+use crate::errors::{invalid_parameter, raise, spi_failed, OrRaise};
 use crate::gucs;
 use crate::identity;
 use auth_core::password::{self, Argon2Params};
@@ -89,10 +89,6 @@ fn check_new_password(password: &str) {
     }
 }
 
-fn spi_err(e: pgrx::spi::Error) -> ! {
-    pgrx::error!("auth_ext: {e}")
-}
-
 /// Creates a user with an email and password; returns the user's id.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
@@ -124,7 +120,7 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
         }
         Ok::<_, pgrx::spi::Error>(id)
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     id.unwrap_or_else(|| invalid_parameter("a user with this email already exists"))
 }
 
@@ -170,7 +166,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             row.get::<TimestampWithTimeZone>(2)?,
         ))
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     if let Some(until) = locked_until {
         let _ = autonomous::run(&[Op::Audit {
             event: "sign_in_locked".into(),
@@ -201,7 +197,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             usable: row.get::<bool>(3)?.unwrap_or(false),
         }))
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
 
     let params = gucs::argon2_params();
     let stored = account.as_ref().and_then(|a| a.hash.clone());
@@ -258,7 +254,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         c.update("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", None, &[account.id.into()])?;
         Ok::<_, pgrx::spi::Error>(())
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     crate::tokens::start_session(account.id, "password")
 }
 
@@ -334,5 +330,5 @@ fn ensure_user() -> Option<Uuid> {
         )?;
         Ok::<_, pgrx::spi::Error>(Some(id))
     })
-    .unwrap_or_else(|e| spi_err(e))
+    .unwrap_or_else(|e| spi_failed(e))
 }

@@ -54,3 +54,9 @@ impl<T> OrRaise<T> for auth_core::Result<T> {
 pub fn invalid_parameter(detail: impl Into<String>) -> ! {
     raise(AuthError::invalid_parameter(detail))
 }
+
+/// An SPI failure inside our own queries: not the caller's doing, so no stable code; the
+/// message names the extension.
+pub fn spi_failed(e: pgrx::spi::Error) -> ! {
+    pgrx::error!("auth_ext: {e}")
+}

@@ -82,9 +82,6 @@ pub struct Bound {
     jwt: Cell<Option<pg_sys::Datum>>,
     roles: Cell<Option<pg_sys::Datum>>,
     claim_cache: RefCell<Vec<(String, Option<pg_sys::Datum>)>>,
-    /// Application roles as the helpers answer them: the user row's when one exists (so a
-    /// revoked role is gone at once), else the token's own claim.
-    effective_roles: RefCell<Vec<String>>,
     /// The account as last read, and `(USERS gen, SESSIONS gen, trusted until xact)` then.
     account: RefCell<crate::account::Account>,
     account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
@@ -108,7 +105,6 @@ impl Bound {
         keys_fingerprint: u64,
     ) -> auth_core::Result<Bound> {
         let ident = Identity::from_claims(&claims, &gucs::roles_claim())?;
-        let ident_roles = ident.roles.clone();
         let ctx = unsafe {
             pg_sys::AllocSetContextCreateInternal(
                 pg_sys::TopMemoryContext,
@@ -135,7 +131,6 @@ impl Bound {
             jwt: Cell::new(None),
             roles: Cell::new(None),
             claim_cache: RefCell::new(Vec::new()),
-            effective_roles: RefCell::new(ident_roles),
             account: RefCell::new(Default::default()),
             account_stamp: Cell::new(None),
             our_session: None,
@@ -188,25 +183,34 @@ impl Bound {
                 .expect("jsonb datum")
         })
     }
+    /// Application roles as the helpers answer them: the user row's when one exists (so a
+    /// revoked role is gone at once), else the token's own claim.
+    fn with_roles<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
+        f(self
+            .account
+            .borrow()
+            .roles
+            .as_deref()
+            .unwrap_or(&self.ident.roles))
+    }
+
     pub fn roles_datum(&self) -> pg_sys::Datum {
         self.cached(&self.roles, || {
-            self.effective_roles
-                .borrow()
-                .clone()
-                .into_datum()
-                .expect("text[] datum")
+            self.with_roles(|r| r.to_vec().into_datum().expect("text[] datum"))
         })
     }
 
     pub fn has_role(&self, role: &str) -> bool {
-        self.effective_roles
-            .borrow()
-            .binary_search_by(|r| r.as_str().cmp(role))
-            .is_ok()
+        self.with_roles(|r| r.binary_search_by(|x| x.as_str().cmp(role)).is_ok())
     }
 
     /// Re-reads the account (roles, ban, deletion, session) if auth.users or auth.sessions
-    /// changed since it was read.
+    /// changed since it was read, then raises TOKEN_REVOKED if it no longer stands.
+    fn check_account(&self, now: f64) {
+        self.refresh_account();
+        self.check_revocation(now).or_raise();
+    }
+
     fn refresh_account(&self) {
         let (users, sessions) = (&invalidation::USERS, &invalidation::SESSIONS);
         let xact = invalidation::XACT_GEN.load(Relaxed);
@@ -219,16 +223,13 @@ impl Bound {
         let until = users.trust_until_xact().or(sessions.trust_until_xact());
         let stamp = (users.gen(), sessions.gen(), until);
         let account = crate::account::load(&self.ident, &self.claims, self.our_session);
-        let roles = account
-            .roles
-            .clone()
-            .unwrap_or_else(|| self.ident.roles.clone());
-        if *self.effective_roles.borrow() != roles {
-            *self.effective_roles.borrow_mut() = roles;
+        let roles_changed =
+            self.with_roles(|r| r != account.roles.as_deref().unwrap_or(&self.ident.roles));
+        *self.account.borrow_mut() = account;
+        if roles_changed {
             // The old datum stays in this identity's memory context: a caller may hold it.
             self.roles.set(None);
         }
-        *self.account.borrow_mut() = account;
         self.account_stamp.set(Some(stamp));
     }
 
@@ -444,8 +445,7 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
         }
     }
     if let Some(b) = st.current.as_deref() {
-        b.refresh_account();
-        b.check_revocation(transaction_now()).or_raise();
+        b.check_account(transaction_now());
     }
     // Stamp with the counters as they are now: loading keys may itself have processed
     // invalidations, which must not be mistaken for later changes.
@@ -459,8 +459,7 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
 fn authenticate(token: &str) -> JsonB {
     let now = transaction_now();
     let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
-    b.refresh_account();
-    b.check_revocation(now).or_raise();
+    b.check_account(now);
     let claims = JsonB(Value::Object(b.claims.clone()));
     let value = std::ffi::CString::new(token)
         .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
@@ -486,8 +485,7 @@ fn authenticate(token: &str) -> JsonB {
 fn verify_with_keyset(token: &str) -> JsonB {
     let now = transaction_now();
     let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
-    b.refresh_account();
-    b.check_revocation(now).or_raise();
+    b.check_account(now);
     JsonB(Value::Object(b.claims.clone()))
 }
 

@@ -2,7 +2,7 @@
 //! `auth.key_store` (readable by its owner only); every backend keeps a parsed copy that is
 //! reloaded when a relcache invalidation for the table arrives.
 
-use crate::errors::{invalid_parameter, OrRaise};
+use crate::errors::{invalid_parameter, spi_failed, OrRaise};
 use crate::invalidation::KEY_STORE;
 use crate::privilege;
 use auth_core::jwk::{parse_jwks, Jwk};
@@ -139,7 +139,7 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
         }
         t.first().get_one::<String>()
     })
-    .unwrap_or_else(|e: pgrx::spi::Error| pgrx::error!("auth_ext: {e}"));
+    .unwrap_or_else(|e: pgrx::spi::Error| spi_failed(e));
     let details = serde_json::json!({"kid": jwk.kid, "alg": jwk.alg.name(), "source": source, "issuer": issuer});
     match existing {
         Some(t) if t != jwk.thumbprint => invalid_parameter(format!(
@@ -159,9 +159,9 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
                 )
                 .map(|t| t.len())
             })
-            .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+            .unwrap_or_else(|e| spi_failed(e));
             if changed > 0 {
-                crate::tokens::audit("key_updated", None, None, details);
+                crate::audit::record("key_updated", None, None, details);
             }
         }
         None => {
@@ -179,8 +179,8 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
                     source.into(),
                 ],
             )
-            .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
-            crate::tokens::audit("key_added", None, None, details);
+            .unwrap_or_else(|e| spi_failed(e));
+            crate::audit::record("key_added", None, None, details);
         }
     }
 }
@@ -229,14 +229,14 @@ fn retire_key(kid: &str, at: default!(pgrx::datum::TimestampWithTimeZone, "now()
         )
         .map(|t| t.len())
     })
-    .unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"));
+    .unwrap_or_else(|e| spi_failed(e));
     if updated == 0 {
         invalid_parameter(format!(
             "no key with kid {}",
             auth_core::jws::printable(kid)
         ));
     }
-    crate::tokens::audit(
+    crate::audit::record(
         "key_retired",
         None,
         None,

@@ -12,6 +12,7 @@
 use pgrx::prelude::*;
 
 mod account;
+mod audit;
 mod autonomous;
 mod credentials;
 mod errors;

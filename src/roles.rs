@@ -12,7 +12,7 @@
 //! read takes a snapshot after the lock, so it sees every grant committed before. Under
 //! REPEATABLE READ a concurrent change to the same user is a serialization failure to retry.
 
-use crate::errors::raise;
+use crate::errors::{raise, spi_failed};
 use crate::privilege;
 use auth_core::{AuthError, ErrorCode};
 use pgrx::datum::Uuid;
@@ -63,10 +63,6 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn spi_err(e: pgrx::spi::Error) -> ! {
-    pgrx::error!("auth_ext: {e}")
-}
-
 fn sources(c: &SpiClient<'_>) -> Vec<Source> {
     let t = c
         .select(
@@ -76,7 +72,7 @@ fn sources(c: &SpiClient<'_>) -> Vec<Source> {
             None,
             &[],
         )
-        .unwrap_or_else(|e| spi_err(e));
+        .unwrap_or_else(|e| spi_failed(e));
     t.map(|row| Source {
         table: row
             .get::<pg_sys::Oid>(1)
@@ -196,7 +192,7 @@ fn apply(users: &[Uuid]) -> i64 {
             }
             Ok::<_, pgrx::spi::Error>(changed)
         })
-        .unwrap_or_else(|e| spi_err(e))
+        .unwrap_or_else(|e| spi_failed(e))
     })
 }
 
@@ -210,7 +206,7 @@ fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<Uuid> {
         None,
         &[],
     )
-    .unwrap_or_else(|e| spi_err(e))
+    .unwrap_or_else(|e| spi_failed(e))
     .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
@@ -221,7 +217,7 @@ fn users_with_synced_roles(c: &SpiClient<'_>) -> Vec<Uuid> {
         None,
         &[],
     )
-    .unwrap_or_else(|e| spi_err(e))
+    .unwrap_or_else(|e| spi_failed(e))
     .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
@@ -381,6 +377,13 @@ fn trigger_name(role: &str, user_column: &str) -> String {
     format!("auth_role_sync_{}", &key[..12])
 }
 
+/// The table's name as SQL would print it (schema-qualified when not on the search_path).
+fn table_name(table: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[table.into()])
+        .unwrap_or(None)
+        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"))
+}
+
 /// Registers `grant_table` as granting `role` (or, for `'=column'`, the role in that column)
 /// to the user in `user_column`; installs its triggers and grants the roles its rows give
 /// now. Returns the number of users whose roles changed. Owner/superuser only by default.
@@ -392,9 +395,7 @@ fn enable_role_sync(
     user_column: default!(&str, "'user_id'"),
 ) -> i64 {
     let grant_table = grant_table.oid();
-    let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[grant_table.into()])
-        .unwrap_or(None)
-        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"));
+    let name = table_name(grant_table);
     let kind = Spi::get_one_with_args::<String>(
         "SELECT relkind::text FROM pg_class WHERE oid = $1",
         &[grant_table.into()],
@@ -465,7 +466,7 @@ fn enable_role_sync(
         }
         Ok::<_, pgrx::spi::Error>(())
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     let ids = Spi::connect(|c| user_ids(c, &name, user_column));
     apply(&ids)
 }
@@ -480,9 +481,7 @@ fn disable_role_sync(
     user_column: default!(&str, "'user_id'"),
 ) -> i64 {
     let grant_table = grant_table.oid();
-    let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[grant_table.into()])
-        .unwrap_or(None)
-        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"));
+    let name = table_name(grant_table);
     let removed = Spi::connect_mut(|c| {
         c.update(
             "DELETE FROM auth.role_sync_sources WHERE grant_table = $1 AND role = $2 AND user_column = $3 RETURNING 1",
@@ -491,7 +490,7 @@ fn disable_role_sync(
         )
         .map(|t| t.len())
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     if removed == 0 {
         crate::errors::invalid_parameter(format!(
             "{name} is not registered for role {} by {}",
@@ -513,7 +512,7 @@ fn disable_role_sync(
         }
         Ok::<_, pgrx::spi::Error>(())
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     let ids = Spi::connect(users_with_synced_roles);
     apply(&ids)
 }

@@ -9,8 +9,8 @@
 //! storing any token; presenting it later is reuse, and revokes the whole session.
 
 use crate::autonomous::{self, Op};
-use crate::errors::{invalid_parameter, raise, OrRaise};
-use crate::{gucs, identity};
+use crate::errors::{invalid_parameter, raise, spi_failed, OrRaise};
+use crate::{audit, gucs, identity};
 use auth_core::signing::{self, Signer};
 use auth_core::{Alg, AuthError, ErrorCode};
 use pgrx::datum::{TimestampWithTimeZone, Uuid};
@@ -18,97 +18,78 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
 
-fn spi_err(e: pgrx::spi::Error) -> ! {
-    pgrx::error!("auth_ext: {e}")
-}
-
-/// Writes an audit row in the current transaction (success events; failures go through the
-/// bookkeeping worker so that they survive the rollback).
-pub fn audit(event: &str, user_id: Option<Uuid>, session_id: Option<Uuid>, details: Value) {
-    Spi::run_with_args(
-        "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2, $3, $4)",
-        &[
-            event.into(),
-            user_id.into(),
-            session_id.into(),
-            JsonB(details).into(),
-        ],
-    )
-    .unwrap_or_else(|e| spi_err(e));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Signing keys
 
+/// The private halves of our signing keys. Which of them is active, and for which issuer,
+/// is the verification key set's business (`keys::current()`): one source of truth.
 struct SignerCache {
     keys_gen: u64,
-    xact: u64,
+    trust_until_xact: Option<u64>,
+    /// Oldest first.
     signers: Vec<Signer>,
-    /// The issuer each key was generated for (auth.issuer then): it signs and verifies that.
-    issuers: Vec<String>,
-    /// Index of the newest active key.
-    current: Option<usize>,
 }
 
 static mut SIGNERS: Option<SignerCache> = None;
 
-/// Our signing keys, loaded as the owner (callers are SECURITY DEFINER functions).
+/// Our signing keys, loaded as the owner (callers are SECURITY DEFINER functions) when the
+/// key store changes, like the verification keys.
 #[allow(static_mut_refs)]
-fn signers() -> &'static SignerCache {
-    let keys_gen = crate::invalidation::KEY_STORE.gen();
-    let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
+fn signers() -> &'static [Signer] {
+    use crate::invalidation::{KEY_STORE, XACT_GEN};
+    let xact = XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
     // SAFETY: backends are single-threaded.
     unsafe {
-        // Reloaded per transaction too: which key is active depends on the transaction time.
-        if SIGNERS
-            .as_ref()
-            .is_some_and(|s| s.keys_gen == keys_gen && s.xact == xact)
-        {
-            return SIGNERS.as_ref().unwrap();
-        }
-        let rows: Vec<(String, String, Vec<u8>, bool, String)> = Spi::connect(|c| {
-            c.select(
-                "SELECT s.kid, s.alg, s.private_key,
-                        k.valid_from <= now() AND (k.valid_until IS NULL OR k.valid_until > now()),
-                        k.issuer
-                   FROM auth.signing_keys s JOIN auth.key_store k USING (kid)
-                  ORDER BY s.created_at, s.kid",
-                None,
-                &[],
-            )?
-            .map(|r| {
-                Ok((
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<String>(2)?.unwrap_or_default(),
-                    r.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                    r.get::<bool>(4)?.unwrap_or(false),
-                    r.get::<String>(5)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
-        .unwrap_or_else(|e| spi_err(e));
-        let mut signers = Vec::new();
-        let mut issuers = Vec::new();
-        let mut current = None;
-        for (kid, alg, private, active, issuer) in rows {
-            let alg = Alg::from_name(&alg)
-                .unwrap_or_else(|| invalid_parameter("unknown signing key alg"));
-            signers.push(Signer::new(&kid, alg, &private).or_raise());
-            issuers.push(issuer);
-            if active {
-                current = Some(signers.len() - 1);
-            }
-        }
-        SIGNERS = Some(SignerCache {
-            keys_gen,
-            xact,
-            signers,
-            issuers,
-            current,
+        let fresh = SIGNERS.as_ref().is_some_and(|s| {
+            s.keys_gen == KEY_STORE.gen() && s.trust_until_xact.is_none_or(|x| x == xact)
         });
-        SIGNERS.as_ref().unwrap()
+        if !fresh {
+            let (keys_gen, trust_until_xact) = (KEY_STORE.gen(), KEY_STORE.trust_until_xact());
+            let rows: Vec<(String, String, Vec<u8>)> = Spi::connect(|c| {
+                c.select(
+                    "SELECT kid, alg, private_key FROM auth.signing_keys ORDER BY created_at, kid",
+                    None,
+                    &[],
+                )?
+                .map(|r| {
+                    Ok((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                        r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            })
+            .unwrap_or_else(|e| spi_failed(e));
+            let signers = rows
+                .into_iter()
+                .map(|(kid, alg, private)| {
+                    let alg = Alg::from_name(&alg)
+                        .unwrap_or_else(|| invalid_parameter("unknown signing key alg"));
+                    Signer::new(&kid, alg, &private).or_raise()
+                })
+                .collect();
+            SIGNERS = Some(SignerCache {
+                keys_gen,
+                trust_until_xact,
+                signers,
+            });
+        }
+        &SIGNERS.as_ref().unwrap().signers
     }
+}
+
+/// `signer` with the issuer its key verifies, if the key is active at the transaction time.
+fn if_active(signer: &'static Signer) -> Option<(&'static Signer, String)> {
+    let entry = crate::keys::current().set.get(&signer.kid)?;
+    entry
+        .active_at(identity::transaction_now())
+        .then(|| (signer, entry.issuer.clone().unwrap_or_default()))
+}
+
+/// The newest active signing key.
+fn current_signer() -> Option<(&'static Signer, String)> {
+    signers().iter().rev().find_map(if_active)
 }
 
 fn generate(alg: Alg) -> String {
@@ -141,8 +122,8 @@ fn generate(alg: Alg) -> String {
         )?;
         Ok::<_, pgrx::spi::Error>(())
     })
-    .unwrap_or_else(|e| spi_err(e));
-    audit(
+    .unwrap_or_else(|e| spi_failed(e));
+    audit::record(
         "signing_key_generated",
         None,
         None,
@@ -153,32 +134,32 @@ fn generate(alg: Alg) -> String {
 
 /// The signer for `kid`, or the current one — generated (ES256) on first need, so that
 /// sign-in works right after CREATE EXTENSION — with its issuer.
-fn signer(kid: Option<&str>) -> (&'static Signer, &'static str) {
-    let s = signers();
-    let at = |s: &'static SignerCache, i: usize| (&s.signers[i], s.issuers[i].as_str());
-    match kid {
-        Some(k) => match s.signers.iter().position(|x| x.kid == k) {
-            Some(i) => at(s, i),
-            None => invalid_parameter(format!("no signing key {}", auth_core::jws::printable(k))),
-        },
-        None => {
-            if let Some(i) = s.current {
-                return at(s, i);
-            }
-            // Serialise the first generation across backends.
-            Spi::run("SELECT pg_advisory_xact_lock(7146, 1)").unwrap_or_else(|e| spi_err(e));
-            crate::invalidation::KEY_STORE.bump();
-            let s = signers();
-            if let Some(i) = s.current {
-                return at(s, i);
-            }
-            pgrx::notice!("auth_ext: no active signing key; generating an ES256 key");
-            generate(Alg::ES256);
-            crate::invalidation::KEY_STORE.bump();
-            let s = signers();
-            at(s, s.current.expect("a key was just generated"))
-        }
+fn signer(kid: Option<&str>) -> (&'static Signer, String) {
+    if let Some(k) = kid {
+        let Some(s) = signers().iter().find(|s| s.kid == k) else {
+            invalid_parameter(format!("no signing key {}", auth_core::jws::printable(k)))
+        };
+        return if_active(s).unwrap_or_else(|| {
+            invalid_parameter(format!(
+                "signing key {} is retired or not yet valid",
+                auth_core::jws::printable(k)
+            ))
+        });
     }
+    if let Some(s) = current_signer() {
+        return s;
+    }
+    // Serialise the first generation across backends; then look again, since another
+    // backend may have made one while this one waited.
+    Spi::run("SELECT pg_advisory_xact_lock(7146, 1)").unwrap_or_else(|e| spi_failed(e));
+    crate::invalidation::KEY_STORE.bump();
+    if let Some(s) = current_signer() {
+        return s;
+    }
+    pgrx::notice!("auth_ext: no active signing key; generating an ES256 key");
+    generate(Alg::ES256);
+    crate::invalidation::KEY_STORE.bump();
+    current_signer().expect("a key was just generated")
 }
 
 /// Generates a signing key (ES256, EdDSA, RS256 with 2048 bits, or HS256), trusts it for
@@ -203,7 +184,7 @@ fn jwks() -> JsonB {
           WHERE k.source = 'generated' AND k.kty <> 'oct'
             AND (k.valid_until IS NULL OR k.valid_until > now())",
     )
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     JsonB(json!({"keys": keys.map(|k| k.0).unwrap_or(json!([]))}))
 }
 
@@ -222,7 +203,7 @@ fn sign(claims: JsonB, kid: default!(Option<&str>, "NULL")) -> String {
     };
     let now = now_secs();
     let (signer, issuer) = signer(kid);
-    claims.entry("iss").or_insert_with(|| json!(issuer));
+    claims.entry("iss").or_insert(json!(issuer));
     claims.entry("iat").or_insert_with(|| json!(now));
     claims
         .entry("exp")
@@ -233,18 +214,23 @@ fn sign(claims: JsonB, kid: default!(Option<&str>, "NULL")) -> String {
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
+/// The secret of the refresh-token chain, made on first use.
 fn refresh_secret() -> Vec<u8> {
+    const READ: &str = "SELECT value FROM auth.secrets WHERE name = 'refresh_chain'";
     Spi::connect_mut(|c| {
+        let t = c.update(READ, None, &[])?;
+        if !t.is_empty() {
+            return t.first().get_one::<Vec<u8>>();
+        }
+        // A concurrent first use waits on the conflict; the re-read sees the winner's secret.
         c.update(
             "INSERT INTO auth.secrets (name, value) VALUES ('refresh_chain', $1) ON CONFLICT (name) DO NOTHING",
             None,
             &[signing::random_bytes(32).into()],
         )?;
-        c.update("SELECT value FROM auth.secrets WHERE name = 'refresh_chain'", Some(1), &[])?
-            .first()
-            .get_one::<Vec<u8>>()
+        c.update(READ, None, &[])?.first().get_one::<Vec<u8>>()
     })
-    .unwrap_or_else(|e| spi_err(e))
+    .unwrap_or_else(|e| spi_failed(e))
     .expect("the secret was just ensured")
 }
 
@@ -259,7 +245,7 @@ fn user_json(user_id: Uuid) -> Value {
            FROM auth.users WHERE id = $1",
         &[user_id.into()],
     )
-    .unwrap_or_else(|e| spi_err(e))
+    .unwrap_or_else(|e| spi_failed(e))
     .map(|j| j.0)
     .unwrap_or(Value::Null)
 }
@@ -338,8 +324,8 @@ pub fn start_session(user_id: Uuid, method: &str) -> JsonB {
         new_refresh_row(c, sid, &token, None)?;
         Ok::<_, pgrx::spi::Error>(sid)
     })
-    .unwrap_or_else(|e| spi_err(e));
-    audit(
+    .unwrap_or_else(|e| spi_failed(e));
+    audit::record(
         "signed_in",
         Some(user_id),
         Some(session_id),
@@ -398,7 +384,7 @@ fn refresh(refresh_token: &str) -> JsonB {
             user_blocked: r.get::<bool>(8)?.unwrap_or(true),
         }))
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     let Some(p) = p else {
         raise(AuthError::invalid_token("unknown refresh token"))
     };
@@ -443,7 +429,7 @@ fn refresh(refresh_token: &str) -> JsonB {
                 }
                 t.first().get_one::<bool>()
             })
-            .unwrap_or_else(|e: pgrx::spi::Error| spi_err(e));
+            .unwrap_or_else(|e: pgrx::spi::Error| spi_failed(e));
             match rotated {
                 Some(false) => {
                     live = true;
@@ -471,8 +457,8 @@ fn refresh(refresh_token: &str) -> JsonB {
             )?;
             Ok::<_, pgrx::spi::Error>(())
         })
-        .unwrap_or_else(|e| spi_err(e));
-        audit(
+        .unwrap_or_else(|e| spi_failed(e));
+        audit::record(
             "token_refreshed",
             Some(p.user_id),
             Some(p.session_id),
@@ -525,8 +511,8 @@ fn sign_out(scope: default!(&str, "'local'")) -> i64 {
         )
         .map(|t| t.len() as i64)
     })
-    .unwrap_or_else(|e| spi_err(e));
-    audit(
+    .unwrap_or_else(|e| spi_failed(e));
+    audit::record(
         "signed_out",
         Some(uid),
         Some(sid),
@@ -553,11 +539,11 @@ fn revoke_session(session_id: Uuid) {
         }
         t.first().get_one::<Uuid>()
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     let Some(user) = user else {
         invalid_parameter("no such session")
     };
-    audit("session_revoked", Some(user), Some(session_id), json!({}));
+    audit::record("session_revoked", Some(user), Some(session_id), json!({}));
 }
 
 /// Bans a user until `until` (NULL or a past time lifts the ban): sign-in, refresh and every access token
@@ -573,21 +559,21 @@ fn ban_user(user_id: Uuid, until: Option<TimestampWithTimeZone>) {
         )
         .map(|t| t.len())
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     if found == 0 {
         invalid_parameter("no such user");
     }
     let banned = Spi::get_one_with_args::<bool>("SELECT $1 > now()", &[until.into()])
-        .unwrap_or_else(|e| spi_err(e))
+        .unwrap_or_else(|e| spi_failed(e))
         .unwrap_or(false);
     if banned {
         Spi::run_with_args(
             "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'banned' WHERE user_id = $1 AND revoked_at IS NULL",
             &[user_id.into()],
         )
-        .unwrap_or_else(|e| spi_err(e));
+        .unwrap_or_else(|e| spi_failed(e));
     }
-    audit(
+    audit::record(
         if banned {
             "user_banned"
         } else {
@@ -630,6 +616,6 @@ fn purge_expired(audit_older_than: default!(Option<pgrx::datum::Interval>, "NULL
         };
         Ok::<_, pgrx::spi::Error>(json!({"refresh_tokens": tokens, "sessions": sessions, "failed_sign_ins": failures, "audit_log": audits}))
     })
-    .unwrap_or_else(|e| spi_err(e));
+    .unwrap_or_else(|e| spi_failed(e));
     JsonB(counts)
 }
