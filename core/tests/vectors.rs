@@ -282,9 +282,14 @@ fn rfc7515_and_rfc8037_examples() {
                 assert!(e.detail.contains("P-521"), "{id}: {e}");
             }
             "RFC7515-A.5" | "RFC7515-E" => {
-                let keys = keyset_of(&jwk).unwrap_or_default();
+                // No key comes with the unsigned examples: use a real one, so that the refusal
+                // is the token's.
+                let keys = keyset_of(&json!({"kty": "oct", "alg": "HS256",
+                    "k": "YW4gaG1hYyBzZWNyZXQgZm9yIHRoZSBhdWRpdCB0ZXN0"}))
+                .unwrap();
                 let e = verify_jws(token, &keys, NOW, 8192).unwrap_err();
                 assert_eq!(e.code, ErrorCode::InvalidToken, "{id}");
+                assert!(e.detail.contains("alg none"), "{id}: {e}");
             }
             _ => {
                 let keys = keyset_of(&jwk).unwrap_or_else(|| panic!("{id}: key refused"));
@@ -298,11 +303,15 @@ fn rfc7515_and_rfc8037_examples() {
                         verify_jwt(token, &keys, 1_300_819_000.0, &Policy::default()).unwrap();
                     assert_eq!(then.claims["iss"], "joe");
                 }
-                // Tampering with any byte of the signature must fail.
-                let mut bad = token.to_string();
-                let last = bad.pop().unwrap();
-                bad.push(if last == 'A' { 'B' } else { 'A' });
-                assert!(verify_jws(&bad, &keys, NOW, 8192).is_err(), "{id} tampered");
+                // A flipped bit in the middle of the signature must fail the signature check
+                // (the last character could only touch padding bits, a base64 error instead).
+                let (input, sig) = token.rsplit_once('.').unwrap();
+                let mut raw = auth_core::b64::decode(sig).unwrap();
+                let mid = raw.len() / 2;
+                raw[mid] ^= 1;
+                let bad = format!("{input}.{}", auth_core::b64::encode(&raw));
+                let e = verify_jws(&bad, &keys, NOW, 8192).unwrap_err();
+                assert_eq!(e.detail, "signature does not verify", "{id} tampered");
             }
         }
     }
@@ -496,7 +505,9 @@ fn independent_password_hashes() {
         let (pw, h) = (r["password"].as_str().unwrap(), r["hash"].as_str().unwrap());
         assert!(verify(pw.as_bytes(), h).unwrap(), "{} {h}", r["source"]);
         assert!(
-            !verify(format!("{pw}!").as_bytes(), h).unwrap() || pw.len() >= 72,
+            // bcrypt reads only 72 bytes: a suffix beyond them cannot change the result.
+            !verify(format!("{pw}!").as_bytes(), h).unwrap()
+                || (pw.len() >= 72 && h.starts_with("$2")),
             "{} {h}",
             r["source"]
         );

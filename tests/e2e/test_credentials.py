@@ -10,7 +10,7 @@ import argon2
 import psycopg
 import pytest
 
-from conftest import ISSUER
+from conftest import ALICE, ISSUER
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -213,10 +213,11 @@ def test_dump_and_restore_keep_users_identities_and_keys(cluster, signer, fast_a
         assert before["auth.users"][0] > 0 and before["auth.key_store"][0] > 0
         assert r.execute("SELECT raw_app_meta_data->>'plan' FROM auth.users WHERE email = %s", (email,)).fetchone()[0] == "pro"
         # The restored database works: keys verify tokens, passwords still sign in.
-        assert r.execute("SELECT auth.verify(%s)->>'sub'", (signer.token(),)).fetchone()[0]
+        assert r.execute("SELECT auth.verify(%s)->>'sub'", (signer.token(),)).fetchone()[0] == ALICE
         r.execute("SET auth.argon2_memory_kib = 1024")
-        assert r.execute("SELECT auth.sign_in(%s, 'long enough pw')->'user'->>'id'", (email,)).fetchone()[0]
+        assert r.execute("SELECT auth.sign_in(%s, 'long enough pw')->'user'->>'id'", (email,)).fetchone()[0] == issued["user"]["id"]
         # Sessions survive: the access token verifies, the refresh token rotates, and new ids
         # (audit rows, refresh tokens) do not collide with restored ones.
         assert r.execute("SELECT auth.verify(%s)->>'sub'", (issued["access_token"],)).fetchone()[0] == issued["user"]["id"]
-        assert r.execute("SELECT auth.refresh(%s)->>'refresh_token'", (issued["refresh_token"],)).fetchone()[0]
+        successor = r.execute("SELECT auth.refresh(%s)->>'refresh_token'", (issued["refresh_token"],)).fetchone()[0]
+        assert len(successor) == 43 and successor != issued["refresh_token"]

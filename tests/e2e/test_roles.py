@@ -112,7 +112,8 @@ def test_role_removal_reaches_other_backends(cluster, signer, grant_tables):
         admin.execute("INSERT INTO sync_creators VALUES (%s)", (user,))
         assert conn.execute("SELECT auth.has_role('creator')").fetchone()[0] is True
         admin.execute("DELETE FROM sync_creators WHERE user_id = %s", (user,))
-        assert conn.execute("SELECT auth.has_role('creator'), auth.roles()").fetchone()[0] is False
+        has, roles = conn.execute("SELECT auth.has_role('creator'), auth.roles()").fetchone()
+        assert has is False and "creator" not in roles
         conn.rollback()
     # Without a user row, the token's own claim decides.
     stranger = signer.token(sub=str(uuid.uuid4()), app_metadata={"roles": ["creator"]})
@@ -125,10 +126,18 @@ def test_role_removal_reaches_other_backends(cluster, signer, grant_tables):
 def test_users_metadata_is_never_an_authorization_source(cluster, signer, grant_tables):
     """raw_user_meta_data (what a user may edit about themselves) never grants roles."""
     user = grant_tables[2]
+    token = signer.token(sub=user, user_metadata={"roles": ["admin"]})
     with cluster.connect(autocommit=True) as admin:
         admin.execute("UPDATE auth.users SET raw_user_meta_data = '{\"roles\": [\"admin\"]}' WHERE id = %s", (user,))
+        # Positive control: a grant row does make this user admin, with this very token…
+        admin.execute("INSERT INTO sync_admins VALUES (%s, 'control') ON CONFLICT DO NOTHING", (user,))
+        with cluster.connect(user="app_user") as conn:
+            conn.execute("SELECT set_config('auth.jwt', %s, true)", (token,))
+            assert conn.execute("SELECT auth.has_role('admin')").fetchone()[0] is True
+            conn.rollback()
         admin.execute("DELETE FROM sync_admins WHERE user_id = %s", (user,))
+    # …and without one, the metadata that claims admin gives nothing.
     with cluster.connect(user="app_user") as conn:
-        conn.execute("SELECT set_config('auth.jwt', %s, true)", (signer.token(sub=user, user_metadata={"roles": ["admin"]}),))
+        conn.execute("SELECT set_config('auth.jwt', %s, true)", (token,))
         assert conn.execute("SELECT auth.has_role('admin')").fetchone()[0] is False
         conn.rollback()

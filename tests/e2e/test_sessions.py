@@ -104,7 +104,8 @@ def test_concurrent_refresh_rotates_once(cluster, account):
         t.start()
     for t in threads:
         t.join()
-    assert len(set(out)) == 1 and out[0] != r["refresh_token"], out
+    # Every caller succeeded, with one and the same successor (not eight failures alike).
+    assert len(out) == 8 and len(set(out)) == 1 and len(out[0]) == 43 and out[0] != r["refresh_token"], out
     session = jwt.decode(r["access_token"], options={"verify_signature": False})["session_id"]
     with cluster.connect(autocommit=True) as admin:
         n = admin.execute("SELECT count(*) FROM auth.refresh_tokens WHERE session_id = %s", (session,)).fetchone()[0]
@@ -209,6 +210,7 @@ def test_purge_while_traffic_flows(cluster, account):
     email, uid = account
     stop = threading.Event()
     errors = []
+    refreshes = [0]
 
     def traffic():
         try:
@@ -218,20 +220,30 @@ def test_purge_while_traffic_flows(cluster, account):
                 while not stop.is_set():
                     tok = c.execute("SELECT auth.refresh(%s)", (tok,)).fetchone()[0]["refresh_token"]
                     c.commit()
+                    refreshes[0] += 1
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
     t = threading.Thread(target=traffic)
     t.start()
-    time.sleep(0.5)
+    while refreshes[0] < 20 and t.is_alive():
+        time.sleep(0.05)
+    purged = 0
     with cluster.connect(autocommit=True) as admin:
-        admin.execute("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 hour' WHERE rotated_at IS NOT NULL")
         for _ in range(5):
+            admin.execute("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 hour' WHERE rotated_at IS NOT NULL")
             counts = admin.execute("SELECT auth.purge_expired(interval '1 year')").fetchone()[0]
             assert set(counts) == {"refresh_tokens", "sessions", "failed_sign_ins", "audit_log"}
+            purged += counts["refresh_tokens"]
+            before = refreshes[0]
+            while refreshes[0] < before + 5 and t.is_alive():
+                time.sleep(0.01)
+        left = admin.execute("SELECT count(*) FROM auth.refresh_tokens WHERE expires_at < now()").fetchone()[0]
     stop.set()
     t.join()
     assert errors == []
+    # Rotated tokens were really purged, and the refresh loop kept going across every purge.
+    assert purged >= 20 and left == 0 and refreshes[0] >= 45
 
 
 def test_session_timebox_ends_access_at_its_time(cluster, account):
