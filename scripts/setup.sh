@@ -27,7 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian package starts a cluster on 5432; our scripts start their own on free ports.
 
-# 2. cargo-pgrx, pinned to the pgrx version in Cargo.toml.
+# 2. cargo-pgrx, pinned to the pgrx version in Cargo.toml. The Rust toolchain itself (built and
+#    tested with 1.95) is a prerequisite, installed with rustup beforehand.
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install a Rust toolchain (rustup; tested with 1.95) first" >&2
+  exit 1
+fi
 if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION"; then
   log "cargo install cargo-pgrx $PGRX_VERSION (about 3 minutes)"
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
@@ -43,8 +48,15 @@ fi
 # 4. Python packages for the independent signer / end-to-end clients.
 if ! python3 -c 'import jwt, cryptography, psycopg, argon2, bcrypt, pytest' 2>/dev/null; then
   log "pip install PyJWT cryptography psycopg argon2-cffi bcrypt pytest"
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4' 'pytest>=7'
+  python3 -m pip --version >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+  }
+  pip_args=(-q --disable-pip-version-check --root-user-action=ignore
+            'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4' 'pytest>=7')
+  # Debian 12's system Python refuses pip without this flag (PEP 668); a pyenv one does not.
+  python3 -m pip install "${pip_args[@]}" 2>/dev/null ||
+    python3 -m pip install --break-system-packages "${pip_args[@]}"
 fi
 
 # 5. The extension is installed into the system PostgreSQL's directories, which are

@@ -1,13 +1,15 @@
 //! Binding a verified token to the current transaction, and the per-backend cache that makes
 //! every helper call after the first a few integer comparisons.
 //!
-//! The cache is stamped with four generation counters: the token input (`auth.jwt` and the
-//! PostgREST settings), the transaction, the key set and the policy GUCs. Any change sends the
-//! next call down the slow path, which re-checks what can have changed:
+//! The cache is stamped with six generation counters: the token input (`auth.jwt` and the
+//! PostgREST settings), the transaction, the key set, the policy GUCs, auth.users and
+//! auth.sessions. Any change sends the next call down the slow path, which re-checks what can
+//! have changed:
 //! * same token, new transaction → exp/nbf/iat against the new transaction time, key still active;
 //! * key set changed → full verification again, unless the rows are byte-identical;
 //! * token or policy changed, `RESET`, `DISCARD ALL`, transaction end of a `SET LOCAL` →
-//!   anonymous or a full verification of the new token.
+//!   anonymous or a full verification of the new token;
+//! * users or sessions changed → the bound account (roles, ban, deletion, session) is re-read.
 //!
 //! Results handed to PostgreSQL (uuid, text, jsonb, text[]) are built once per token in a
 //! memory context owned by the identity and kept until the end of the transaction in which

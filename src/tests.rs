@@ -1201,6 +1201,13 @@ mod tests {
             r.starts_with("28000 TOKEN_REVOKED") && r.contains("deleted"),
             "{r}"
         );
+        // A hard DELETE takes the sessions with it: still revoked, now for the session.
+        Spi::run(&format!("DELETE FROM auth.users WHERE id = '{id}'")).unwrap();
+        let r = try_sql("SELECT auth.uid()::text");
+        assert!(
+            r.starts_with("28000 TOKEN_REVOKED") && r.contains("session"),
+            "{r}"
+        );
     }
 
     #[pg_test]
