@@ -30,13 +30,16 @@ CREATE TRIGGER users_invalidate
     AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF raw_app_meta_data, banned_until, deleted_at ON auth.users
     FOR EACH STATEMENT EXECUTE FUNCTION auth._invalidate_caches();
 
--- Dropping a registered grant table drops its grants: unregister it and recompute.
+-- Dropping a registered grant table drops its grants: unregister it and recompute. The
+-- trigger fires for every DROP by anyone, so it runs as the owner (the dropping role may not
+-- read auth.role_sync_sources) with the path pinned, and touches only registered tables.
 CREATE FUNCTION auth._role_sync_on_drop() RETURNS event_trigger LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp AS $$
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM auth.role_sync_sources s
      USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objid = s.grant_table::oid AND d.objsubid = 0;
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.objid = s.grant_table::pg_catalog.oid AND d.objsubid = 0;
     IF FOUND THEN
         PERFORM auth.resync_role_claims();
     END IF;

@@ -25,3 +25,4 @@ REVOKE ALL ON FUNCTION auth.sign(jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.revoke_session(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.ban_user(uuid, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.purge_expired(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._role_sync_on_drop() FROM PUBLIC;

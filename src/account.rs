@@ -55,22 +55,21 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
     if uid.is_none() && (issuer.is_none() || subject.is_none()) {
         return Account::default();
     }
-    let (oid, owner) = privilege::locate(crate::invalidation::USERS.relname);
+    let (oid, _) = privilege::locate(crate::invalidation::USERS.relname);
     crate::invalidation::USERS.set_oid(oid);
     if our_session.is_some() {
         let (oid, _) = privilege::locate(crate::invalidation::SESSIONS.relname);
         crate::invalidation::SESSIONS.set_oid(oid);
     }
-    // Our own users by id; external ones through their (issuer, subject) identity. Only
-    // pg_catalog operators and functions: this runs with the caller's search_path.
-    let row = privilege::as_role(owner, || {
+    // Our own users by id; external ones through their (issuer, subject) identity.
+    let row = privilege::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
                 "SELECT pg_catalog.jsonb_build_object(
                         'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
                         'banned_until', pg_catalog.date_part('epoch', u.banned_until),
                         'deleted', u.deleted_at IS NOT NULL,
-                        'session_revoked', $5::uuid IS NOT NULL AND NOT EXISTS (
+                        'session_revoked', $5::pg_catalog.uuid IS NOT NULL AND NOT EXISTS (
                             SELECT 1 FROM auth.sessions s
                              WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
                                AND s.revoked_at IS NULL),

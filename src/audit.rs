@@ -18,7 +18,7 @@ pub fn write(
     details: &Value,
 ) -> pgrx::spi::Result<()> {
     client.update(
-        "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2::uuid, $3::uuid, $4)",
+        "INSERT INTO auth.audit_log (event, user_id, session_id, details) VALUES ($1, $2::pg_catalog.uuid, $3::pg_catalog.uuid, $4)",
         None,
         &[
             event.into(),

@@ -165,7 +165,7 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
         } => {
             client.update(
                 "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()), revoked_reason = coalesce(revoked_reason, $2)
-                  WHERE id = $1::uuid",
+                  WHERE id = $1::pg_catalog.uuid",
                 None,
                 &[session_id.as_str().into(), reason.as_str().into()],
             )?;
@@ -214,6 +214,10 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
             Ok(ops) => {
                 let outcome = BackgroundWorker::transaction(|| {
                     Spi::connect_mut(|client| {
+                        // The connection took the database's and role's settings, which a
+                        // non-superuser database owner controls (ALTER DATABASE … SET
+                        // search_path): pin the path before any statement resolves a name.
+                        client.update("SET LOCAL search_path = pg_catalog, pg_temp", None, &[])?;
                         // Never hang the waiting caller on a lock it might hold itself.
                         client.update("SET LOCAL lock_timeout = '5s'", None, &[])?;
                         client.update("SET LOCAL statement_timeout = '10s'", None, &[])?;

@@ -113,7 +113,7 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
         if let Some(id) = id {
             c.update(
                 "INSERT INTO auth.identities (user_id, provider, provider_id, identity_data)
-                 VALUES ($1, 'email', $1::text, jsonb_build_object('sub', $1::text, 'email', $2::text))",
+                 VALUES ($1, 'email', $1::pg_catalog.text, jsonb_build_object('sub', $1::pg_catalog.text, 'email', $2::pg_catalog.text))",
                 None,
                 &[id.into(), email.into()],
             )?;
@@ -311,9 +311,9 @@ fn ensure_user() -> Option<Uuid> {
         let id = c
             .update(
                 "INSERT INTO auth.users (id, email, raw_user_meta_data)
-                 SELECT CASE WHEN $1::uuid IS NOT NULL
-                              AND NOT EXISTS (SELECT 1 FROM auth.users WHERE id = $1::uuid)
-                             THEN $1::uuid ELSE gen_random_uuid() END,
+                 SELECT CASE WHEN $1::pg_catalog.uuid IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM auth.users WHERE id = $1::pg_catalog.uuid)
+                             THEN $1::pg_catalog.uuid ELSE gen_random_uuid() END,
                         CASE WHEN NOT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = lower($2)) THEN $2 END,
                         $3
                  RETURNING id",

@@ -11,9 +11,11 @@
 //!   anonymous or a full verification of the new token;
 //! * users or sessions changed → the bound account (roles, ban, deletion, session) is re-read.
 //!
-//! Results handed to PostgreSQL (uuid, text, jsonb, text[]) are built once per token in a
-//! memory context owned by the identity and kept until the end of the transaction in which
-//! the identity is replaced, so a datum returned earlier in a query never dangles.
+//! Results handed to PostgreSQL (uuid, text, jsonb, text[]) are built at most once per
+//! identity and transaction, in the transaction's memory context: a datum returned earlier
+//! in a query (an initPlan's Param, a cursor's) never dangles, and an identity that is
+//! replaced is freed at once, so a batch job binding many tokens in one transaction keeps
+//! only the few bytes of the results it was actually handed.
 
 use crate::errors::{raise, OrRaise};
 use crate::{gucs, invalidation, keys};
@@ -26,7 +28,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+/// Claim paths remembered per identity and transaction; further paths are answered in the
+/// caller's memory context, uncached, so no input can grow the cache.
 const CLAIM_CACHE_ENTRIES: usize = 16;
+
+/// A result datum and the transaction (`XACT_GEN`) whose memory holds it.
+type Slot = Cell<Option<(u64, pg_sys::Datum)>>;
 
 /// The transaction timestamp in Unix seconds: all checks in one transaction agree.
 pub fn transaction_now() -> f64 {
@@ -76,25 +83,19 @@ pub struct Bound {
     kid: Option<String>,
     keys_fingerprint: u64,
     config_gen: u64,
-    ctx: pg_sys::MemoryContext,
-    uid: Cell<Option<pg_sys::Datum>>,
-    user_id: Cell<Option<pg_sys::Datum>>,
-    role: Cell<Option<pg_sys::Datum>>,
-    email: Cell<Option<pg_sys::Datum>>,
-    jwt: Cell<Option<pg_sys::Datum>>,
-    roles: Cell<Option<pg_sys::Datum>>,
-    claim_cache: RefCell<Vec<(String, Option<pg_sys::Datum>)>>,
+    uid: Slot,
+    user_id: Slot,
+    role: Slot,
+    email: Slot,
+    jwt: Slot,
+    roles: Slot,
+    /// `(XACT_GEN, [(path, datum)])`.
+    claim_cache: RefCell<(u64, Vec<(String, Option<pg_sys::Datum>)>)>,
     /// The account as last read, and `(USERS gen, SESSIONS gen, trusted until xact)` then.
     account: RefCell<crate::account::Account>,
     account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
     /// The `session_id` of a token signed by one of our own keys.
     our_session: Option<pgrx::datum::Uuid>,
-}
-
-impl Drop for Bound {
-    fn drop(&mut self) {
-        unsafe { pg_sys::MemoryContextDelete(self.ctx) };
-    }
 }
 
 impl Bound {
@@ -107,15 +108,6 @@ impl Bound {
         keys_fingerprint: u64,
     ) -> auth_core::Result<Bound> {
         let ident = Identity::from_claims(&claims, &gucs::roles_claim())?;
-        let ctx = unsafe {
-            pg_sys::AllocSetContextCreateInternal(
-                pg_sys::TopMemoryContext,
-                c"auth_ext identity".as_ptr(),
-                0,
-                1024,
-                8 * 1024 * 1024,
-            )
-        };
         Ok(Bound {
             source: source.to_vec(),
             trusted_request_claims: trusted,
@@ -125,30 +117,28 @@ impl Bound {
             kid,
             keys_fingerprint,
             config_gen: gucs::CONFIG_GEN.load(Relaxed),
-            ctx,
-            uid: Cell::new(None),
-            user_id: Cell::new(None),
-            role: Cell::new(None),
-            email: Cell::new(None),
-            jwt: Cell::new(None),
-            roles: Cell::new(None),
-            claim_cache: RefCell::new(Vec::new()),
+            uid: Slot::default(),
+            user_id: Slot::default(),
+            role: Slot::default(),
+            email: Slot::default(),
+            jwt: Slot::default(),
+            roles: Slot::default(),
+            claim_cache: RefCell::new((0, Vec::new())),
             account: RefCell::new(Default::default()),
             account_stamp: Cell::new(None),
             our_session: None,
         })
     }
 
-    fn cached(
-        &self,
-        cell: &Cell<Option<pg_sys::Datum>>,
-        build: impl FnOnce() -> pg_sys::Datum,
-    ) -> pg_sys::Datum {
-        if let Some(d) = cell.get() {
-            return d;
+    fn cached(&self, cell: &Slot, build: impl FnOnce() -> pg_sys::Datum) -> pg_sys::Datum {
+        let xact = invalidation::XACT_GEN.load(Relaxed);
+        if let Some((x, d)) = cell.get() {
+            if x == xact {
+                return d;
+            }
         }
-        let d = unsafe { PgMemoryContexts::For(self.ctx).switch_to(|_| build()) };
-        cell.set(Some(d));
+        let d = unsafe { PgMemoryContexts::TopTransactionContext.switch_to(|_| build()) };
+        cell.set(Some((xact, d)));
         d
     }
 
@@ -160,11 +150,7 @@ impl Bound {
         })
     }
 
-    fn text(
-        &self,
-        cell: &Cell<Option<pg_sys::Datum>>,
-        s: &Option<String>,
-    ) -> Option<pg_sys::Datum> {
+    fn text(&self, cell: &Slot, s: &Option<String>) -> Option<pg_sys::Datum> {
         let s = s.as_deref()?;
         Some(self.cached(cell, || s.into_datum().expect("text datum")))
     }
@@ -229,7 +215,7 @@ impl Bound {
             self.with_roles(|r| r != account.roles.as_deref().unwrap_or(&self.ident.roles));
         *self.account.borrow_mut() = account;
         if roles_changed {
-            // The old datum stays in this identity's memory context: a caller may hold it.
+            // The old datum stays in the transaction's memory: a caller may hold it.
             self.roles.set(None);
         }
         self.account_stamp.set(Some(stamp));
@@ -255,34 +241,39 @@ impl Bound {
 
     /// One claim by dotted path as jsonb; the last few paths asked for are remembered.
     pub fn claim_datum(&self, path: &str) -> Option<pg_sys::Datum> {
-        if let Some((_, d)) = self.claim_cache.borrow().iter().find(|(p, _)| p == path) {
+        let xact = invalidation::XACT_GEN.load(Relaxed);
+        let mut cache = self.claim_cache.borrow_mut();
+        if cache.0 != xact {
+            *cache = (xact, Vec::new());
+        }
+        if let Some((_, d)) = cache.1.iter().find(|(p, _)| p == path) {
             return *d;
         }
-        let d = auth_core::identity::lookup(&self.claims, path).map(|v| unsafe {
-            PgMemoryContexts::For(self.ctx)
-                .switch_to(|_| JsonB(v.clone()).into_datum().expect("jsonb datum"))
-        });
-        let mut cache = self.claim_cache.borrow_mut();
-        if cache.len() < CLAIM_CACHE_ENTRIES {
-            cache.push((path.to_string(), d));
+        let value = auth_core::identity::lookup(&self.claims, path);
+        let build = || value.map(|v| JsonB(v.clone()).into_datum().expect("jsonb datum"));
+        if cache.1.len() < CLAIM_CACHE_ENTRIES {
+            let d = unsafe { PgMemoryContexts::TopTransactionContext.switch_to(|_| build()) };
+            cache.1.push((path.to_string(), d));
+            d
+        } else {
+            build()
         }
-        d
     }
 }
 
 struct State {
     stamp: Option<Stamp>,
     current: Option<Box<Bound>>,
-    /// Identities replaced during this transaction; their datums may still be referenced.
-    /// Boxed like `current`, whose address helpers may still hold during the statement.
-    #[allow(clippy::vec_box)]
-    retired: Vec<Box<Bound>>,
+    /// The identity replaced last, kept until the next replacement or the transaction's end:
+    /// a helper that took `current()` may still hold it while a nested call rebinds. The
+    /// datums it handed out live in transaction memory, not here.
+    previous: Option<Box<Bound>>,
 }
 
 static mut STATE: State = State {
     stamp: None,
     current: None,
-    retired: Vec::new(),
+    previous: None,
 };
 
 #[allow(static_mut_refs)]
@@ -291,16 +282,14 @@ fn state() -> &'static mut State {
     unsafe { &mut STATE }
 }
 
-/// Frees identities replaced during the transaction that just ended.
+/// Frees the identity replaced during the transaction that just ended.
 pub fn end_of_transaction() {
-    state().retired.clear();
+    state().previous = None;
 }
 
 fn replace(new: Option<Box<Bound>>) {
     let st = state();
-    if let Some(old) = std::mem::replace(&mut st.current, new) {
-        st.retired.push(old);
-    }
+    st.previous = std::mem::replace(&mut st.current, new);
 }
 
 /// The identity bound to the current transaction, or `None` when anonymous. Raises when the

@@ -25,8 +25,7 @@ pub struct LoadedKeys {
 
 static mut LOADED: Option<LoadedKeys> = None;
 
-// No operators and only pg_catalog-qualified functions: the query runs as the table owner with
-// the caller's search_path, which must not be able to redirect it.
+// Runs as the owner with the search path pinned (privilege::as_owner); qualified anyway.
 // Times as integer microseconds since the Unix epoch (exact through jsonb), converted exactly
 // as `identity::transaction_now` converts the transaction time.
 const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
@@ -51,13 +50,13 @@ pub fn current() -> &'static LoadedKeys {
 }
 
 fn load() -> LoadedKeys {
-    let (oid, owner) = privilege::locate(KEY_STORE.relname);
+    let (oid, _) = privilege::locate(KEY_STORE.relname);
     KEY_STORE.set_oid(oid);
     // Read the counters before the rows: an invalidation arriving during the load forces
     // another load on the next call.
     let gen = KEY_STORE.gen();
     let trust_until_xact = KEY_STORE.trust_until_xact();
-    let rows: Option<JsonB> = privilege::as_role(owner, || {
+    let rows: Option<JsonB> = privilege::as_owner(|| {
         Spi::connect(|client| {
             client
                 .select(LOAD_QUERY, Some(1), &[])?

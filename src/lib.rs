@@ -5,8 +5,9 @@
 //! * `auth.uid()` and the other RLS helpers: `rls.rs` (hot path) over `identity.rs` (cache)
 //! * `auth.authenticate` / `auth.verify`: `identity.rs`
 //! * `auth.add_key` / `import_jwks` / `retire_key`, the key cache: `keys.rs`
-//! * GUCs: `gucs.rs`; error codes → SQLSTATE: `errors.rs`; cross-backend freshness:
-//!   `invalidation.rs`; reading private tables for any caller: `privilege.rs`
+//! * GUCs: `gucs.rs`; error codes → SQLSTATE: `errors.rs`; what clients see of internal
+//!   errors: `client_errors.rs`; cross-backend freshness: `invalidation.rs`; the one door to
+//!   the owner's privileges (user switch + pinned search_path): `privilege.rs`
 //! * Tables, views and grants: `sql/*.sql`
 
 use pgrx::prelude::*;
@@ -14,6 +15,7 @@ use pgrx::prelude::*;
 mod account;
 mod audit;
 mod autonomous;
+mod client_errors;
 mod credentials;
 mod errors;
 mod gucs;
@@ -50,6 +52,11 @@ extension_sql_file!(
     requires = ["keys_sql", "users_sql", invalidation::_invalidate_caches]
 );
 extension_sql_file!(
+    "../sql/060_session_admin.sql",
+    name = "session_admin_sql",
+    requires = ["sessions_sql"]
+);
+extension_sql_file!(
     "../sql/900_privileges.sql",
     name = "privileges_sql",
     finalize
@@ -59,6 +66,7 @@ extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     invalidation::init();
+    client_errors::init();
 }
 
 #[cfg(feature = "pg_test")]

@@ -33,11 +33,33 @@ unsafe fn is_a(node: *const pg_sys::Node, tag: pg_sys::NodeTag) -> bool {
     !node.is_null() && (*node).type_ == tag
 }
 
+/// Whether the query level being planned reads any relation, function or VALUES list, i.e.
+/// whether a per-row call could happen at all. A level without one (`SELECT auth.uid()`,
+/// which the planner gives a single RTE_RESULT) evaluates the call once anyway, and is exactly
+/// the shape PL/pgSQL runs as a "simple expression": it takes the plan's target list and
+/// evaluates it without the executor, so an initPlan's Param would be read from an
+/// execution-parameter array that does not exist (a crash). Dummy planner states without a
+/// query (`expression_planner_with_deps`, used for cached expressions) are refused too.
+unsafe fn scans_rows(root: *mut pg_sys::PlannerInfo) -> bool {
+    let parse = (*root).parse;
+    if parse.is_null() || (*parse).rtable.is_null() {
+        return false;
+    }
+    let rtable = (*parse).rtable;
+    (0..(*rtable).length as usize).any(|i| {
+        let rte = (*(*rtable).elements.add(i)).ptr_value as *const pg_sys::RangeTblEntry;
+        !rte.is_null() && (*rte).rtekind != pg_sys::RTEKind::RTE_RESULT
+    })
+}
+
 /// Returns the replacement expression, or null to leave the call as it is.
 unsafe fn simplify(req: *mut pg_sys::SupportRequestSimplify) -> *mut pg_sys::Node {
     let root = (*req).root;
     let fcall = (*req).fcall;
     if root.is_null() || (*root).glob.is_null() || !crate::gucs::HELPERS_AS_INITPLANS.get() {
+        return std::ptr::null_mut();
+    }
+    if !scans_rows(root) {
         return std::ptr::null_mut();
     }
     // Only calls whose result cannot vary from row to row: no arguments, or constants.

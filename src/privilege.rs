@@ -1,6 +1,11 @@
-//! Reading the extension's private tables on behalf of any caller. The RLS helpers run as the
-//! calling role, which has no access to `auth.key_store`; like a SECURITY DEFINER function,
-//! the read switches the current user to the table's owner for the duration of one query.
+//! The one door to the extension owner's privileges from Rust. The RLS helpers, `auth.verify`
+//! and the role-sync triggers run as the calling role, which may not read `auth.key_store` or
+//! `auth.users`; like a SECURITY DEFINER function with `SET search_path = pg_catalog, pg_temp`,
+//! [`as_owner`] switches the current user to the extension owner *and* pins the search path for
+//! its whole duration, so that no name in the SQL it runs (type in a cast, function, operator)
+//! can resolve to an object the caller planted in `pg_temp`, in a schema of its own, or through
+//! `ALTER DATABASE/ROLE … SET search_path` (DESIGN.md §8). SECURITY DEFINER functions get the
+//! same guarantee from their SET clause.
 
 use pgrx::pg_sys;
 
@@ -58,9 +63,21 @@ impl Drop for GucScope {
     }
 }
 
+/// The only search path privileged code runs with: builtins first; the temporary schema last
+/// (for types and relations only; PostgreSQL never looks there for functions or operators).
+pub const PINNED_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
+
+/// Runs `f` as the owner of the extension's tables with `search_path` pinned to
+/// [`PINNED_SEARCH_PATH`]; both are restored afterwards, also when `f` raises.
+pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    let (_, owner) = locate(crate::invalidation::USERS.relname);
+    let _path = GucScope::new(&[(c"search_path", PINNED_SEARCH_PATH)]);
+    as_role(owner, f)
+}
+
 /// Runs `f` with `role` as the current user (SECURITY_LOCAL_USERID_CHANGE, as fmgr does for
 /// SECURITY DEFINER), restoring the caller's identity afterwards, also when `f` raises.
-pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     struct Restore(pg_sys::Oid, i32);
     impl Drop for Restore {
         fn drop(&mut self) {

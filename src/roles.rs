@@ -29,6 +29,10 @@ struct Source {
     /// Fixed role, or `=column`.
     role: String,
     user_column: String,
+    /// The columns still have the types registration accepted. Checked at every sync: the
+    /// table's owner could since have altered a column to a type of its own with a cast whose
+    /// function would then run as the extension owner.
+    types_ok: bool,
 }
 
 impl Source {
@@ -42,12 +46,12 @@ impl Source {
         let ucol = quote_ident(&self.user_column);
         match self.role_column() {
             Some(rcol) => format!(
-                "SELECT g.{ucol}::uuid AS user_id, g.{rcol}::text AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
+                "SELECT g.{ucol}::pg_catalog.uuid AS user_id, g.{rcol}::pg_catalog.text AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
                 rcol = quote_ident(rcol),
                 name = self.name
             ),
             None => format!(
-                "SELECT g.{ucol}::uuid AS user_id, {role} AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol}",
+                "SELECT g.{ucol}::pg_catalog.uuid AS user_id, {role}::pg_catalog.text AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol}",
                 role = quote_literal(&self.role),
                 name = self.name
             ),
@@ -66,9 +70,23 @@ fn quote_literal(s: &str) -> String {
 fn sources(c: &SpiClient<'_>) -> Vec<Source> {
     let t = c
         .select(
-            // The join skips a table dropped in this very transaction before the event trigger ran.
-            "SELECT s.grant_table::oid, s.grant_table::text, s.role, s.user_column::text
-               FROM auth.role_sync_sources s JOIN pg_catalog.pg_class c ON c.oid = s.grant_table::oid",
+            // The join skips a table dropped in this very transaction before the event trigger
+            // ran. A role column is read with a cast to text only if that cast runs no function
+            // (string types, an enum's I/O, a binary cast such as citext's).
+            "SELECT s.grant_table::pg_catalog.oid, s.grant_table::pg_catalog.text, s.role, s.user_column::pg_catalog.text,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = s.grant_table AND a.attname = s.user_column AND NOT a.attisdropped
+                               AND a.atttypid = 'pg_catalog.uuid'::pg_catalog.regtype)
+                    AND (s.role NOT LIKE '=%' OR EXISTS (
+                         SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                          WHERE a.attrelid = s.grant_table AND a.attname = pg_catalog.substr(s.role, 2) AND NOT a.attisdropped
+                            AND (a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
+                                                'pg_catalog.bpchar'::pg_catalog.regtype, 'pg_catalog.name'::pg_catalog.regtype)
+                                 OR (t.typtype IN ('e', 'b') AND NOT EXISTS (
+                                       SELECT 1 FROM pg_catalog.pg_cast k
+                                        WHERE k.castsource = a.atttypid AND k.casttarget = 'pg_catalog.text'::pg_catalog.regtype
+                                          AND k.castmethod <> 'b')))))
+               FROM auth.role_sync_sources s JOIN pg_catalog.pg_class c ON c.oid = s.grant_table::pg_catalog.oid",
             None,
             &[],
         )
@@ -82,8 +100,19 @@ fn sources(c: &SpiClient<'_>) -> Vec<Source> {
         name: row.get::<String>(2).ok().flatten().unwrap_or_default(),
         role: row.get::<String>(3).ok().flatten().unwrap_or_default(),
         user_column: row.get::<String>(4).ok().flatten().unwrap_or_default(),
+        types_ok: row.get::<bool>(5).ok().flatten().unwrap_or(false),
     })
     .collect()
+}
+
+/// Raises unless every source still has the column types registration accepted.
+fn check_types(srcs: &[Source]) {
+    if let Some(s) = srcs.iter().find(|s| !s.types_ok) {
+        crate::errors::invalid_parameter(format!(
+            "a column of grant table {} no longer has a type auth.enable_role_sync accepts (user column uuid; role column text, varchar, char, name or an enum); no roles were synced",
+            s.name
+        ));
+    }
 }
 
 fn roles_of(v: Option<&Value>) -> Vec<String> {
@@ -121,11 +150,10 @@ fn apply(users: &[Uuid]) -> i64 {
     if users.is_empty() {
         return 0;
     }
-    let (_, owner) = privilege::locate("users");
     // Bulk grants make large joins: JIT compilation would cost more than it saves, and the
     // grouping should stay in memory.
     let _settings = privilege::GucScope::new(&[(c"jit", c"off"), (c"work_mem", c"64MB")]);
-    privilege::as_role(owner, || {
+    privilege::as_owner(|| {
         Spi::connect_mut(|c| {
             let ids = || users.to_vec();
             if users.len() > BULK_USERS {
@@ -139,9 +167,10 @@ fn apply(users: &[Uuid]) -> i64 {
                 )?;
             }
             let srcs = sources(c);
-            let a = "unnest($1::uuid[]) a(id)";
+            check_types(&srcs);
+            let a = "unnest($1::pg_catalog.uuid[]) a(id)";
             let granted = if srcs.is_empty() {
-                "SELECT NULL::uuid AS user_id, NULL::text AS role WHERE false".to_string()
+                "SELECT NULL::pg_catalog.uuid AS user_id, NULL::pg_catalog.text AS role WHERE false".to_string()
             } else {
                 srcs.iter().map(|s| s.granted_sql(a)).collect::<Vec<_>>().join(" UNION ALL ")
             };
@@ -182,10 +211,10 @@ fn apply(users: &[Uuid]) -> i64 {
                 c.update(
                     "UPDATE auth.users u
                         SET raw_app_meta_data = CASE WHEN v.roles IS NULL THEN u.raw_app_meta_data
-                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', to_jsonb(v.roles::text[])) END,
-                            role_sync = v.sync::jsonb,
+                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', to_jsonb(v.roles::pg_catalog.text[])) END,
+                            role_sync = v.sync::pg_catalog.jsonb,
                             updated_at = CASE WHEN v.roles IS NULL THEN u.updated_at ELSE now() END
-                       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, roles, sync) WHERE u.id = v.id",
+                       FROM unnest($1::pg_catalog.uuid[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS v(id, roles, sync) WHERE u.id = v.id",
                     None,
                     &[upd_ids.into(), upd_roles.into(), upd_sync.into()],
                 )?;
@@ -200,7 +229,7 @@ fn apply(users: &[Uuid]) -> i64 {
 fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<Uuid> {
     c.select(
         &format!(
-            "SELECT DISTINCT {col}::uuid FROM {from} WHERE {col} IS NOT NULL",
+            "SELECT DISTINCT {col}::pg_catalog.uuid FROM {from} WHERE {col} IS NOT NULL",
             col = quote_ident(user_column)
         ),
         None,
@@ -265,18 +294,18 @@ fn sync_role_claim<'a>(
         trigger.old_transition_table_name()?,
         trigger.new_transition_table_name()?,
     );
-    let (_, owner) = privilege::locate("users");
-    let affected = privilege::as_role(owner, || {
+    let affected = privilege::as_owner(|| {
         Spi::connect(|c| {
             let srcs = sources(c);
             // Only the owner decides which table grants which role: a table owner attaching this
             // trigger to their own table gets an error, not a role.
-            if !srcs
+            let Some(this) = srcs
                 .iter()
-                .any(|s| s.table == relid && s.role == role && s.user_column == user_column)
-            {
+                .find(|s| s.table == relid && s.role == role && s.user_column == user_column)
+            else {
                 not_registered(&table_name, &role, &user_column);
-            }
+            };
+            check_types(std::slice::from_ref(this));
             match (op, level) {
                 (pgrx::PgTriggerOperation::Truncate, _) => users_with_synced_roles(c),
                 (_, pgrx::PgTriggerLevel::Row) => {
@@ -328,15 +357,17 @@ fn _sync_new_users<'a>(
     let Some(new) = trigger.new_transition_table_name()? else {
         return Ok(None);
     };
-    let ids = Spi::connect(|c| {
-        if c.select("SELECT 1 FROM auth.role_sync_sources LIMIT 1", None, &[])
-            .map(|t| t.is_empty())
-            .unwrap_or(true)
-        {
-            return Vec::new();
-        }
-        unsafe { pg_sys::SPI_register_trigger_data(td) };
-        user_ids(c, &quote_ident(new), "id")
+    let ids = privilege::as_owner(|| {
+        Spi::connect(|c| {
+            if c.select("SELECT 1 FROM auth.role_sync_sources LIMIT 1", None, &[])
+                .map(|t| t.is_empty())
+                .unwrap_or(true)
+            {
+                return Vec::new();
+            }
+            unsafe { pg_sys::SPI_register_trigger_data(td) };
+            user_ids(c, &quote_ident(new), "id")
+        })
     });
     apply(&ids);
     Ok(None)
@@ -379,9 +410,12 @@ fn trigger_name(role: &str, user_column: &str) -> String {
 
 /// The table's name as SQL would print it (schema-qualified when not on the search_path).
 fn table_name(table: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[table.into()])
-        .unwrap_or(None)
-        .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"))
+    Spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+        &[table.into()],
+    )
+    .unwrap_or(None)
+    .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"))
 }
 
 /// Registers `grant_table` as granting `role` (or, for `'=column'`, the role in that column)
@@ -397,7 +431,7 @@ fn enable_role_sync(
     let grant_table = grant_table.oid();
     let name = table_name(grant_table);
     let kind = Spi::get_one_with_args::<String>(
-        "SELECT relkind::text FROM pg_class WHERE oid = $1",
+        "SELECT relkind::pg_catalog.text FROM pg_class WHERE oid = $1",
         &[grant_table.into()],
     )
     .unwrap_or(None);

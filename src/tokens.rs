@@ -1,7 +1,7 @@
-//! Tokens and sessions: our signing keys (`auth.generate_signing_key`, `auth.jwks`,
-//! `auth.sign`), sessions with rotating refresh tokens (`auth.refresh`), revocation
-//! (`auth.sign_out`, `auth.revoke_session`, `auth.ban_user`), the audit log, and housekeeping
-//! (`auth.purge_expired`).
+//! Tokens and sessions: our signing keys (`auth.generate_signing_key`, `auth.sign`), sessions
+//! with rotating refresh tokens (`auth.refresh`) and `auth.sign_out`. The privileged
+//! operations that need no Rust (`auth.jwks`, `auth.revoke_session`, `auth.ban_user`,
+//! `auth.purge_expired`) are SQL in `sql/060_session_admin.sql`.
 //!
 //! Refresh tokens are opaque 256-bit values stored as SHA-256. A token's successor is
 //! HMAC(secret, token), so presenting a just-rotated token again within
@@ -13,7 +13,7 @@ use crate::errors::{invalid_parameter, raise, spi_failed, OrRaise};
 use crate::{audit, gucs, identity};
 use auth_core::signing::{self, Signer};
 use auth_core::{Alg, AuthError, ErrorCode};
-use pgrx::datum::{TimestampWithTimeZone, Uuid};
+use pgrx::datum::Uuid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Map, Value};
@@ -173,21 +173,6 @@ fn generate_signing_key(alg: default!(&str, "'ES256'")) -> String {
     generate(alg)
 }
 
-/// The public keys of our active signing keys, as a JWKS to publish
-/// (e.g. at /.well-known/jwks.json). HMAC keys are never published.
-#[pg_extern(stable, security_definer, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
-fn jwks() -> JsonB {
-    let keys: Option<JsonB> = Spi::get_one(
-        "SELECT coalesce(jsonb_agg(k.jwk ORDER BY k.created_at), '[]')
-           FROM auth.key_store k
-          WHERE k.source = 'generated' AND k.kty <> 'oct'
-            AND (k.valid_until IS NULL OR k.valid_until > now())",
-    )
-    .unwrap_or_else(|e| spi_failed(e));
-    JsonB(json!({"keys": keys.map(|k| k.0).unwrap_or(json!([]))}))
-}
-
 fn now_secs() -> i64 {
     identity::transaction_now().floor() as i64
 }
@@ -240,7 +225,7 @@ fn user_json(user_id: Uuid) -> Value {
         "SELECT jsonb_build_object('id', id, 'email', email, 'phone', phone,
                 'email_confirmed_at', email_confirmed_at, 'last_sign_in_at', last_sign_in_at,
                 'created_at', created_at, 'updated_at', updated_at,
-                'app_metadata', '{\"provider\": \"email\", \"providers\": [\"email\"]}'::jsonb || raw_app_meta_data,
+                'app_metadata', '{\"provider\": \"email\", \"providers\": [\"email\"]}'::pg_catalog.jsonb || raw_app_meta_data,
                 'user_metadata', raw_user_meta_data)
            FROM auth.users WHERE id = $1",
         &[user_id.into()],
@@ -519,103 +504,4 @@ fn sign_out(scope: default!(&str, "'local'")) -> i64 {
         json!({"scope": scope, "sessions": n}),
     );
     n
-}
-
-/// Revokes a session (owner only by default).
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn revoke_session(session_id: Uuid) {
-    // Not Spi::get_one: its row limit would skip the statement trigger that invalidates caches.
-    let user: Option<Uuid> = Spi::connect_mut(|c| {
-        let t = c.update(
-            "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()),
-                    revoked_reason = coalesce(revoked_reason, 'revoked')
-              WHERE id = $1 RETURNING user_id",
-            None,
-            &[session_id.into()],
-        )?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        t.first().get_one::<Uuid>()
-    })
-    .unwrap_or_else(|e| spi_failed(e));
-    let Some(user) = user else {
-        invalid_parameter("no such session")
-    };
-    audit::record("session_revoked", Some(user), Some(session_id), json!({}));
-}
-
-/// Bans a user until `until` (NULL or a past time lifts the ban): sign-in, refresh and every access token
-/// of the user are refused meanwhile; the user's sessions end (owner only by default).
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn ban_user(user_id: Uuid, until: Option<TimestampWithTimeZone>) {
-    let found = Spi::connect_mut(|c| {
-        c.update(
-            "UPDATE auth.users SET banned_until = $2, updated_at = now() WHERE id = $1",
-            None,
-            &[user_id.into(), until.into()],
-        )
-        .map(|t| t.len())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
-    if found == 0 {
-        invalid_parameter("no such user");
-    }
-    let banned = Spi::get_one_with_args::<bool>("SELECT $1 > now()", &[until.into()])
-        .unwrap_or_else(|e| spi_failed(e))
-        .unwrap_or(false);
-    if banned {
-        Spi::run_with_args(
-            "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'banned' WHERE user_id = $1 AND revoked_at IS NULL",
-            &[user_id.into()],
-        )
-        .unwrap_or_else(|e| spi_failed(e));
-    }
-    audit::record(
-        if banned {
-            "user_banned"
-        } else {
-            "user_unbanned"
-        },
-        Some(user_id),
-        None,
-        json!({"until": until.map(|u| u.to_string())}),
-    );
-}
-
-/// Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
-/// ago, failed-sign-in records older than the lockout, and (when given) audit rows older than
-/// `audit_older_than`. Safe while traffic flows. Returns the counts.
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn purge_expired(audit_older_than: default!(Option<pgrx::datum::Interval>, "NULL")) -> JsonB {
-    let lockout = gucs::LOCKOUT_SECONDS.get() as f64;
-    let counts = Spi::connect_mut(|c| {
-        let mut n = |q: &str, args: &[pgrx::datum::DatumWithOid]| -> pgrx::spi::Result<i64> { Ok(c.update(q, None, args)?.len() as i64) };
-        // Ended sessions are kept a day, so that a late refresh still reads TOKEN_REVOKED.
-        let sessions = n(
-            "DELETE FROM auth.sessions s
-              WHERE coalesce(s.revoked_at, s.not_after) < now() - interval '1 day'
-                 OR (s.created_at < now() - interval '1 day'
-                     AND NOT EXISTS (SELECT 1 FROM auth.refresh_tokens rt
-                                      WHERE rt.session_id = s.id AND rt.expires_at > now() - interval '1 day'))
-             RETURNING 1",
-            &[],
-        )?;
-        let tokens = n("DELETE FROM auth.refresh_tokens WHERE expires_at < now() RETURNING 1", &[])?;
-        let failures = n(
-            "DELETE FROM auth.failed_sign_ins
-              WHERE coalesce(locked_until, last_failed_at) < now() - make_interval(secs => $1) RETURNING 1",
-            &[lockout.into()],
-        )?;
-        let audits = match audit_older_than {
-            Some(age) => n("DELETE FROM auth.audit_log WHERE created_at < now() - $1 RETURNING 1", &[age.into()])?,
-            None => 0,
-        };
-        Ok::<_, pgrx::spi::Error>(json!({"refresh_tokens": tokens, "sessions": sessions, "failed_sign_ins": failures, "audit_log": audits}))
-    })
-    .unwrap_or_else(|e| spi_failed(e));
-    JsonB(counts)
 }

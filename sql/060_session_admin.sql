@@ -1,0 +1,90 @@
+-- Privileged operations on sessions, users and keys that need no Rust: readable here by a DBA.
+-- Every function is SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp and
+-- schema-qualifies the extension's tables (README "Security"). Errors use the extension's
+-- codes (README "Errors"). Who may call them is set in 900_privileges.sql: jwks() is public,
+-- the rest owner-only by default (grantable).
+
+-- The public keys of our active signing keys, as a JWKS to publish (e.g. at
+-- /.well-known/jwks.json). HMAC keys are never published. Only reads: works on a standby.
+CREATE FUNCTION auth.jwks() RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object('keys', coalesce(jsonb_agg(k.jwk ORDER BY k.created_at), '[]'::jsonb))
+      FROM auth.key_store k
+     WHERE k.source = 'generated' AND k.kty <> 'oct'
+       AND (k.valid_until IS NULL OR k.valid_until > now())
+$$;
+COMMENT ON FUNCTION auth.jwks() IS 'public keys of auth_ext''s active signing keys (JWKS); never HMAC secrets';
+
+-- Ends a session: its refresh tokens stop working, its access tokens are TOKEN_REVOKED in
+-- every backend by the next statement (the sessions table's invalidation trigger).
+CREATE FUNCTION auth.revoke_session(session_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner_id uuid;
+BEGIN
+    UPDATE auth.sessions s
+       SET revoked_at = coalesce(s.revoked_at, now()),
+           revoked_reason = coalesce(s.revoked_reason, 'revoked')
+     WHERE s.id = revoke_session.session_id
+    RETURNING s.user_id INTO owner_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'INVALID_PARAMETER: invalid parameter'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'no such session';
+    END IF;
+    INSERT INTO auth.audit_log (event, user_id, session_id)
+    VALUES ('session_revoked', owner_id, revoke_session.session_id);
+END $$;
+
+-- Bans a user until `until` (NULL or a past time lifts the ban): sign-in, refresh and every
+-- access token of the user are refused meanwhile, and the user's sessions end.
+CREATE FUNCTION auth.ban_user(user_id uuid, until timestamptz) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    banned boolean := coalesce(until > now(), false);
+BEGIN
+    UPDATE auth.users u SET banned_until = until, updated_at = now() WHERE u.id = ban_user.user_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'INVALID_PARAMETER: invalid parameter'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'no such user';
+    END IF;
+    IF banned THEN
+        UPDATE auth.sessions s SET revoked_at = now(), revoked_reason = 'banned'
+         WHERE s.user_id = ban_user.user_id AND s.revoked_at IS NULL;
+    END IF;
+    INSERT INTO auth.audit_log (event, user_id, details)
+    VALUES (CASE WHEN banned THEN 'user_banned' ELSE 'user_unbanned' END, ban_user.user_id,
+            jsonb_build_object('until', until::text));
+END $$;
+
+-- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
+-- ago (kept a day so that a late refresh still reads TOKEN_REVOKED), failed-sign-in records
+-- older than the lockout, and (when given) audit rows older than `audit_older_than`. Safe
+-- while traffic flows. Returns the counts.
+CREATE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lockout double precision :=
+        coalesce(nullif(current_setting('auth.lockout_seconds', true), ''), '900')::double precision;
+    n_sessions bigint;
+    n_tokens bigint;
+    n_failures bigint;
+    n_audit bigint := 0;
+BEGIN
+    DELETE FROM auth.sessions s
+     WHERE coalesce(s.revoked_at, s.not_after) < now() - interval '1 day'
+        OR (s.created_at < now() - interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM auth.refresh_tokens rt
+                             WHERE rt.session_id = s.id AND rt.expires_at > now() - interval '1 day'));
+    GET DIAGNOSTICS n_sessions = ROW_COUNT;
+    DELETE FROM auth.refresh_tokens rt WHERE rt.expires_at < now();
+    GET DIAGNOSTICS n_tokens = ROW_COUNT;
+    DELETE FROM auth.failed_sign_ins f
+     WHERE coalesce(f.locked_until, f.last_failed_at) < now() - make_interval(secs => lockout);
+    GET DIAGNOSTICS n_failures = ROW_COUNT;
+    IF audit_older_than IS NOT NULL THEN
+        DELETE FROM auth.audit_log a WHERE a.created_at < now() - audit_older_than;
+        GET DIAGNOSTICS n_audit = ROW_COUNT;
+    END IF;
+    RETURN jsonb_build_object('refresh_tokens', n_tokens, 'sessions', n_sessions,
+                              'failed_sign_ins', n_failures, 'audit_log', n_audit);
+END $$;
