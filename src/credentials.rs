@@ -26,13 +26,14 @@ fn hash_password(password: &str) -> String {
 // verification inside the planner.
 #[pg_extern(stable, strict, parallel_safe)]
 fn verify_password(password: &str, hash: &str) -> bool {
-    password::verify(password.as_bytes(), hash).or_raise()
+    password::verify_with_limits(password.as_bytes(), hash, &gucs::verify_limits()).or_raise()
 }
 
 /// True for bcrypt hashes and argon2 hashes weaker than the current `auth.argon2_*` settings.
 #[pg_extern(stable, strict, parallel_safe)]
 fn password_needs_rehash(hash: &str) -> bool {
-    password::needs_rehash(hash, gucs::argon2_params()).or_raise()
+    password::needs_rehash_with_limits(hash, gucs::argon2_params(), &gucs::verify_limits())
+        .or_raise()
 }
 
 /// A hash of a random password with the current parameters, verified when the email is
@@ -202,16 +203,17 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     let params = gucs::argon2_params();
     let stored = account.as_ref().and_then(|a| a.hash.clone());
     let verified = match &stored {
-        Some(h) => password::verify(password.as_bytes(), h).unwrap_or_else(|e| {
-            // A stored hash we cannot read is a data problem, not the caller's: log it (no
-            // secret in it) and fail like a wrong password.
-            pgrx::warning!(
-                "auth_ext: user {} has an unusable password hash: {}",
-                account.as_ref().unwrap().id,
-                e.detail
-            );
-            false
-        }),
+        Some(h) => password::verify_with_limits(password.as_bytes(), h, &gucs::verify_limits())
+            .unwrap_or_else(|e| {
+                // A stored hash we cannot read is a data problem, not the caller's: log it (no
+                // secret in it) and fail like a wrong password.
+                pgrx::warning!(
+                    "auth_ext: user {} has an unusable password hash: {}",
+                    account.as_ref().unwrap().id,
+                    e.detail
+                );
+                false
+            }),
         None => {
             // No account (or no password): spend what a real verification costs.
             pgrx::debug1!("auth_ext: sign-in without a stored hash: verifying a dummy hash");
@@ -238,7 +240,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     }
     let stored = stored.expect("verified against a stored hash");
     Spi::connect_mut(|c| {
-        if password::needs_rehash(&stored, params).unwrap_or(false) {
+        if password::needs_rehash_with_limits(&stored, params, &gucs::verify_limits()).unwrap_or(false) {
             let new = password::hash(password.as_bytes(), params).or_raise();
             c.update(
                 "UPDATE auth.users SET encrypted_password = $2, updated_at = now() WHERE id = $1",

@@ -26,6 +26,12 @@ pub static ROLES_CLAIM: GucSetting<Option<CString>> =
 pub static ARGON2_MEMORY_KIB: GucSetting<i32> = GucSetting::<i32>::new(19456);
 pub static ARGON2_ITERATIONS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static ARGON2_PARALLELISM: GucSetting<i32> = GucSetting::<i32>::new(1);
+/// Caps on the stored hashes auth_ext verifies (a hash is data anyone with `verify_password`
+/// may pass): memory, and memory × passes as the time budget (about 1.2 s per GiB-pass here).
+pub static MAX_VERIFY_MEMORY_KIB: GucSetting<i32> =
+    GucSetting::<i32>::new(auth_core::password::DEFAULT_MAX_MEMORY_KIB as i32);
+pub static MAX_VERIFY_MEMORY_PASSES: GucSetting<i32> =
+    GucSetting::<i32>::new(auth_core::password::DEFAULT_MAX_MEMORY_PASSES as i32);
 pub static MAX_FAILED_SIGN_INS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static LOCKOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static MIN_PASSWORD_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(8);
@@ -107,11 +113,29 @@ pub fn roles_claim() -> String {
         .to_string()
 }
 
+/// The parameters of new hashes. They must stay within the verification caps: a hash we could
+/// not verify later is useless, and sign-in's dummy hash for unknown emails must cost what a
+/// real one costs.
 pub fn argon2_params() -> auth_core::password::Argon2Params {
-    auth_core::password::Argon2Params {
+    let p = auth_core::password::Argon2Params {
         memory_kib: ARGON2_MEMORY_KIB.get() as u32,
         iterations: ARGON2_ITERATIONS.get() as u32,
         parallelism: ARGON2_PARALLELISM.get() as u32,
+    };
+    if let Err(e) = verify_limits().check_argon2(p) {
+        crate::errors::invalid_parameter(format!(
+            "auth.argon2_* settings exceed auth.max_verify_memory_kib/auth.max_verify_memory_passes: {}",
+            e.detail
+        ));
+    }
+    p
+}
+
+pub fn verify_limits() -> auth_core::password::VerifyLimits {
+    auth_core::password::VerifyLimits {
+        max_memory_kib: MAX_VERIFY_MEMORY_KIB.get() as u32,
+        max_memory_passes: MAX_VERIFY_MEMORY_PASSES.get() as u64,
+        ..auth_core::password::VerifyLimits::DEFAULT
     }
 }
 
@@ -225,6 +249,20 @@ pub fn init() {
                 &ARGON2_PARALLELISM,
                 1,
                 16,
+            ),
+            (
+                c"auth.max_verify_memory_kib",
+                c"Largest argon2 memory cost of a stored hash that is verified, in KiB; larger is INVALID_PARAMETER.",
+                &MAX_VERIFY_MEMORY_KIB,
+                1024,
+                auth_core::password::VerifyLimits::CEILING.max_memory_kib as i32,
+            ),
+            (
+                c"auth.max_verify_memory_passes",
+                c"Largest argon2 memory (KiB) times iterations of a stored hash that is verified; bounds its time.",
+                &MAX_VERIFY_MEMORY_PASSES,
+                1024,
+                auth_core::password::VerifyLimits::CEILING.max_memory_passes as i32,
             ),
             (
                 c"auth.max_failed_sign_ins",

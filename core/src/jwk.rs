@@ -3,13 +3,15 @@
 //!
 //! Accepted: `oct` (HS256/384/512, secret at least the hash size), `RSA` (RS*/PS*, 2048 to 16384
 //! bits, odd exponent > 1, not a ROCA-weak modulus), `EC` P-256/P-384 (point on the curve),
-//! `OKP` Ed25519. RSA and `oct` keys must name their `alg`; EC and OKP keys imply it from the
-//! curve. `use` other than `sig` and `key_ops` without `verify` are refused.
+//! `OKP` Ed25519 (a canonical encoding of a curve point, not of small order). RSA and `oct` keys
+//! must name their `alg`; EC and OKP keys imply it from the curve. `use` other than `sig` and
+//! `key_ops` without `verify` are refused.
 
 use crate::alg::Alg;
 use crate::b64;
 use crate::error::{AuthError, Result};
 use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use jsonwebtoken::crypto::JwtVerifier;
 use jsonwebtoken::DecodingKey;
 use serde_json::{json, Map, Value};
@@ -95,6 +97,36 @@ fn bit_len(b: &[u8]) -> usize {
         None => 0,
         Some(&top) => (b.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
     }
+}
+
+/// Checks an Ed25519 public key (`x` of an OKP JWK) as RFC 8032 §5.1.3 decodes it, and refuses
+/// the weak keys. Under a small-order point A (order dividing 8: the identity, the point of
+/// order 2, two of order 4, four of order 8), [S]B = R + [k]A holds for R = identity, S = 0 and
+/// every message whose k makes [k]A vanish (all messages for the identity), so one fixed
+/// signature would verify everything; the crypto backend does not refuse such keys itself.
+/// Refused: not 32 bytes, not the y-coordinate of a curve point, small order (the 8 canonical
+/// encodings and the 6 non-canonical ones of libsodium's `has_small_order` list), and any other
+/// non-canonical encoding (y ≥ p, or the sign bit set when x = 0: one key, several encodings,
+/// several thumbprints).
+pub fn check_ed25519_public_key(x: &[u8]) -> Result<()> {
+    let bytes: [u8; 32] = x
+        .try_into()
+        .map_err(|_| bad("Ed25519 public key must be 32 bytes"))?;
+    let encoded = CompressedEdwardsY(bytes);
+    let point = encoded
+        .decompress()
+        .ok_or_else(|| bad("Ed25519 public key is not a point on the curve"))?;
+    if point.is_small_order() {
+        return Err(bad(
+            "Ed25519 public key is a point of small order (a weak key: one signature would verify any message)",
+        ));
+    }
+    if point.compress() != encoded {
+        return Err(bad(
+            "Ed25519 public key is not canonically encoded (RFC 8032 5.1.3)",
+        ));
+    }
+    Ok(())
 }
 
 /// ROCA (CVE-2017-15361) fingerprint: moduli made by the vulnerable Infineon library are, for
@@ -305,9 +337,9 @@ impl Jwk {
                     }
                 }
                 let (x_str, x) = required_b64(obj, kty, "x")?;
-                if x.len() != 32 {
-                    return Err(bad("Ed25519 public key must be 32 bytes"));
-                }
+                // Also checked by `decoding_key`, which every verifier is built through (so a
+                // `Jwk` assembled by hand cannot bypass it); here for the early, precise error.
+                check_ed25519_public_key(&x)?;
                 let members = json!({"crv": "Ed25519", "kty": "OKP", "x": x_str});
                 (
                     Alg::EdDSA,
@@ -361,8 +393,13 @@ impl Jwk {
                 DecodingKey::from_ec_components(&b64::encode(x), &b64::encode(y))
                     .map_err(|_| bad("EC key rejected by the crypto backend"))?
             }
-            Material::Okp { x } => DecodingKey::from_ed_components(&b64::encode(x))
-                .map_err(|_| bad("Ed25519 key rejected by the crypto backend"))?,
+            Material::Okp { x } => {
+                // The one gate every Ed25519 verifier passes: Jwk::parse (add_key, import_jwks,
+                // verify with a JWK or JWKS) and KeyEntry::new both build it through here.
+                check_ed25519_public_key(x)?;
+                DecodingKey::from_ed_components(&b64::encode(x))
+                    .map_err(|_| bad("Ed25519 key rejected by the crypto backend"))?
+            }
         };
         Ok(key)
     }
@@ -556,6 +593,167 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// The y-coordinates of libsodium's `has_small_order` list (ed25519_ref10.c); each is
+    /// tried with the sign bit clear and set: 14 encodings. Canonical: y = 0 (both signs: the
+    /// two points of order 4), 1 (identity), p - 1 (order 2), the two order-8 y (both signs).
+    /// Non-canonical: y = p and p + 1 (both signs), and 1 and p - 1 with the sign bit set (x = 0).
+    const SMALL_ORDER_Y: [&str; 7] = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    fn unhex32(s: &str) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, out) in b.iter_mut().enumerate() {
+            *out = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        b
+    }
+
+    fn small_order_encodings() -> Vec<[u8; 32]> {
+        let mut all = Vec::new();
+        for y in SMALL_ORDER_Y {
+            for sign in [0u8, 0x80] {
+                let mut b = unhex32(y);
+                b[31] |= sign;
+                all.push(b);
+            }
+        }
+        all
+    }
+
+    fn okp(x: &[u8]) -> Value {
+        json!({"kty":"OKP","crv":"Ed25519","x":b64::encode(x)})
+    }
+
+    /// The list is complete: its canonical members are exactly the 8 points of order dividing
+    /// 8 (the curve's torsion subgroup, as curve25519-dalek lists it), the rest are the 6
+    /// non-canonical encodings that decode to them.
+    #[test]
+    fn small_order_list_is_the_whole_torsion_subgroup() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let encodings = small_order_encodings();
+        assert_eq!(encodings.len(), 14);
+        let mut canonical: Vec<[u8; 32]> = encodings
+            .iter()
+            .filter(|e| {
+                let p = CompressedEdwardsY(**e).decompress().expect("decodes");
+                assert!(p.is_small_order());
+                p.compress().to_bytes() == **e
+            })
+            .copied()
+            .collect();
+        let mut torsion: Vec<[u8; 32]> = EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
+        canonical.sort();
+        torsion.sort();
+        torsion.dedup();
+        assert_eq!(torsion.len(), 8);
+        assert_eq!(canonical, torsion);
+    }
+
+    #[test]
+    fn refuses_every_small_order_ed25519_key() {
+        for e in small_order_encodings() {
+            let what = format!("x = {}", b64::encode(&e));
+            let err = Jwk::parse(&okp(&e)).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::InvalidParameter, "{what}");
+            assert!(err.detail.contains("small order"), "{what}: {}", err.detail);
+            assert!(
+                !err.detail.contains(&b64::encode(&e)),
+                "no key in the detail"
+            );
+            let mut with_alg = okp(&e);
+            with_alg["alg"] = json!("EdDSA");
+            with_alg["kid"] = json!("weak");
+            assert!(Jwk::parse(&with_alg).is_err(), "{what}");
+            // In a JWKS, next to a good key.
+            let err = parse_jwks(&json!({"keys":[ed_key(), okp(&e)]})).unwrap_err();
+            assert!(err.detail.contains("key #2") && err.detail.contains("small order"));
+            // A Jwk assembled by hand (never through parse) still cannot become a verifier.
+            let forged = Jwk {
+                kid: "forged".into(),
+                kid_given: true,
+                alg: Alg::EdDSA,
+                thumbprint: "forged".into(),
+                material: Material::Okp { x: e.to_vec() },
+            };
+            assert!(forged.verifier().is_err(), "{what}");
+            let err = crate::KeyEntry::new(forged, None, None).unwrap_err();
+            assert!(err.detail.contains("small order"), "{what}");
+        }
+    }
+
+    #[test]
+    fn refuses_ed25519_keys_off_the_curve_or_non_canonical() {
+        // y = 2 is not the y-coordinate of any point.
+        let mut y2 = [0u8; 32];
+        y2[0] = 2;
+        let err = Jwk::parse(&okp(&y2)).unwrap_err();
+        assert!(err.detail.contains("not a point"), "{}", err.detail);
+        // y = 3 is a point of large order; p + 3 (fits in 255 bits) encodes the same point.
+        let mut y3 = [0u8; 32];
+        y3[0] = 3;
+        Jwk::parse(&okp(&y3)).unwrap();
+        let mut p3 = unhex32(SMALL_ORDER_Y[5]); // p
+        p3[0] += 3;
+        let err = Jwk::parse(&okp(&p3)).unwrap_err();
+        assert!(err.detail.contains("canonical"), "{}", err.detail);
+        for short in [&[][..], &y3[..31], &[y3.as_slice(), &[0]].concat()[..]] {
+            let err = Jwk::parse(&okp(short)).unwrap_err();
+            assert!(err.detail.contains("32 bytes"), "{}", err.detail);
+        }
+    }
+
+    #[test]
+    fn ordinary_ed25519_keys_are_accepted() {
+        // RFC 8037 A.2, and the key of a freshly generated pair.
+        Jwk::parse(&ed_key()).unwrap();
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
+        use aws_lc_rs::signature::KeyPair;
+        let k = Jwk::parse(&okp(pair.public_key().as_ref())).unwrap();
+        crate::KeyEntry::new(k, None, None).unwrap();
+    }
+
+    /// Why the refusal matters: under the identity-point key, the crypto backend itself
+    /// (jsonwebtoken over aws-lc, exactly as `verifier` builds it, minus our check) accepts the
+    /// fixed signature R = identity (0x01 then 31 zero bytes), S = 0 for every message. Only
+    /// the check keeps such a key out.
+    #[test]
+    fn the_identity_key_would_verify_a_fixed_signature_for_any_message() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let key = DecodingKey::from_ed_components(&b64::encode(&identity)).unwrap();
+        let backend = (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
+            &Alg::EdDSA.to_jsonwebtoken(),
+            &key,
+        )
+        .unwrap();
+        let mut fixed = vec![0u8; 64];
+        fixed[0] = 1;
+        for msg in [
+            &b""[..],
+            b"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZG1pbiIsInJvbGUiOiJzZXJ2aWNlX3JvbGUifQ",
+            b"any other message",
+        ] {
+            assert!(
+                signature::Verifier::verify(backend.as_ref(), msg, &fixed).is_ok(),
+                "the backend accepts the forgery (if this fails, the backend now refuses it too)"
+            );
+        }
+        // A real key does not accept it, and the identity key never gets that far.
+        let real = Jwk::parse(&ed_key()).unwrap().verifier().unwrap();
+        assert!(signature::Verifier::verify(real.as_ref(), b"any", &fixed).is_err());
+        assert!(Jwk::parse(&okp(&identity)).is_err());
     }
 
     #[test]
