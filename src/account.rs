@@ -61,19 +61,20 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
         let (oid, _) = privilege::locate(crate::invalidation::SESSIONS.relname);
         crate::invalidation::SESSIONS.set_oid(oid);
     }
-    // Our own users by id; external ones through their (issuer, subject) identity.
+    // Our own users by id; external ones through their (issuer, subject) identity. Times as
+    // numeric (exact in jsonb, whatever the caller's extra_float_digits).
     let row = privilege::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
                 "SELECT pg_catalog.jsonb_build_object(
                         'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
-                        'banned_until', pg_catalog.date_part('epoch', u.banned_until),
+                        'banned_until', EXTRACT(EPOCH FROM u.banned_until),
                         'deleted', u.deleted_at IS NOT NULL,
                         'session_revoked', $5::pg_catalog.uuid IS NOT NULL AND NOT EXISTS (
                             SELECT 1 FROM auth.sessions s
                              WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
                                AND s.revoked_at IS NULL),
-                        'session_not_after', (SELECT pg_catalog.date_part('epoch', s.not_after) FROM auth.sessions s
+                        'session_not_after', (SELECT EXTRACT(EPOCH FROM s.not_after) FROM auth.sessions s
                                                WHERE s.id OPERATOR(pg_catalog.=) $5))
                    FROM auth.users u
                   WHERE u.id OPERATOR(pg_catalog.=) $2

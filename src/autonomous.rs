@@ -199,6 +199,28 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
         Some(pg_sys::Oid::from(db)),
         Some(pg_sys::Oid::from(role)),
     );
+    // The connection took the database's and role's settings, which a non-superuser database
+    // owner controls (ALTER DATABASE … SET): read-only transactions would drop every record,
+    // and `role`/`session_authorization` would run it as someone else. Override them at the
+    // session level before the first transaction; the user is switched back to the owner and
+    // the search path pinned by privilege::as_owner around the work itself.
+    for (name, value) in [
+        (c"default_transaction_read_only", c"off"),
+        (c"search_path", crate::privilege::PINNED_SEARCH_PATH),
+    ] {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                true,
+                0,
+                false,
+            );
+        }
+    }
     unsafe {
         let seg = pg_sys::dsm_attach(arg.value() as pg_sys::dsm_handle);
         if seg.is_null() {
@@ -213,15 +235,13 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
         let status = match serde_json::from_slice::<Vec<Op>>(&payload) {
             Ok(ops) => {
                 let outcome = BackgroundWorker::transaction(|| {
-                    Spi::connect_mut(|client| {
-                        // The connection took the database's and role's settings, which a
-                        // non-superuser database owner controls (ALTER DATABASE … SET
-                        // search_path): pin the path before any statement resolves a name.
-                        client.update("SET LOCAL search_path = pg_catalog, pg_temp", None, &[])?;
-                        // Never hang the waiting caller on a lock it might hold itself.
-                        client.update("SET LOCAL lock_timeout = '5s'", None, &[])?;
-                        client.update("SET LOCAL statement_timeout = '10s'", None, &[])?;
-                        ops.iter().try_for_each(|op| execute(client, op))
+                    crate::privilege::as_owner(|| {
+                        Spi::connect_mut(|client| {
+                            // Never hang the waiting caller on a lock it might hold itself.
+                            client.update("SET LOCAL lock_timeout = '5s'", None, &[])?;
+                            client.update("SET LOCAL statement_timeout = '10s'", None, &[])?;
+                            ops.iter().try_for_each(|op| execute(client, op))
+                        })
                     })
                 });
                 if outcome.is_ok() {

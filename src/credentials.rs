@@ -207,11 +207,14 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             .unwrap_or_else(|e| {
                 // A stored hash we cannot read is a data problem, not the caller's: log it (no
                 // secret in it) and fail like a wrong password.
-                pgrx::warning!(
+                crate::errors::log_server_only(&format!(
                     "auth_ext: user {} has an unusable password hash: {}",
-                    account.as_ref().unwrap().id,
+                    account
+                        .as_ref()
+                        .map(|a| a.id.to_string())
+                        .unwrap_or_default(),
                     e.detail
-                );
+                ));
                 false
             }),
         None => {

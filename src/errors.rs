@@ -60,3 +60,13 @@ pub fn invalid_parameter(detail: impl Into<String>) -> ! {
 pub fn spi_failed(e: pgrx::spi::Error) -> ! {
     pgrx::error!("auth_ext: {e}")
 }
+
+/// A message for the server log only, never for a client (whatever its client_min_messages):
+/// for what a DBA must see but a caller must not learn (account ids, table states).
+pub fn log_server_only(message: &str) {
+    pgrx::ereport!(
+        PgLogLevel::LOG_SERVER_ONLY,
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message
+    );
+}

@@ -87,17 +87,17 @@ fn load() -> LoadedKeys {
             Ok(e) => {
                 let e = e.with_validity(micros_to_unix(&row[4]), micros_to_unix(&row[5]));
                 if let Err(err) = set.insert(e) {
-                    pgrx::warning!(
+                    crate::errors::log_server_only(&format!(
                         "auth_ext: key {kid} in auth.key_store ignored: {}",
                         err.detail
-                    );
+                    ));
                 }
             }
             // Rows written by hand bypass add_key's checks; refuse them without breaking auth.
-            Err(err) => pgrx::warning!(
+            Err(err) => crate::errors::log_server_only(&format!(
                 "auth_ext: key {kid} in auth.key_store ignored: {}",
                 err.detail
-            ),
+            )),
         }
     }
     LoadedKeys {

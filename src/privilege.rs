@@ -71,7 +71,11 @@ pub const PINNED_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 /// [`PINNED_SEARCH_PATH`]; both are restored afterwards, also when `f` raises.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let (_, owner) = locate(crate::invalidation::USERS.relname);
-    let _path = GucScope::new(&[(c"search_path", PINNED_SEARCH_PATH)]);
+    // Also the one setting that changes how our queries' numbers read back as text.
+    let _path = GucScope::new(&[
+        (c"search_path", PINNED_SEARCH_PATH),
+        (c"extra_float_digits", c"3"),
+    ]);
     as_role(owner, f)
 }
 

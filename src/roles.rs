@@ -29,9 +29,10 @@ struct Source {
     /// Fixed role, or `=column`.
     role: String,
     user_column: String,
-    /// The columns still have the types registration accepted. Checked at every sync: the
-    /// table's owner could since have altered a column to a type of its own with a cast whose
-    /// function would then run as the extension owner.
+    /// Still a table, with the column types registration accepted. Checked at every sync:
+    /// the table's owner could since have altered a column to a type of its own with a cast,
+    /// or (PostgreSQL 15) turned the table into a view over a function of its own, either of
+    /// which would then run as the extension owner.
     types_ok: bool,
 }
 
@@ -74,7 +75,8 @@ fn sources(c: &SpiClient<'_>) -> Vec<Source> {
             // ran. A role column is read with a cast to text only if that cast runs no function
             // (string types, an enum's I/O, a binary cast such as citext's).
             "SELECT s.grant_table::pg_catalog.oid, s.grant_table::pg_catalog.text, s.role, s.user_column::pg_catalog.text,
-                    EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    c.relkind IN ('r', 'p')
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                              WHERE a.attrelid = s.grant_table AND a.attname = s.user_column AND NOT a.attisdropped
                                AND a.atttypid = 'pg_catalog.uuid'::pg_catalog.regtype)
                     AND (s.role NOT LIKE '=%' OR EXISTS (
@@ -105,14 +107,37 @@ fn sources(c: &SpiClient<'_>) -> Vec<Source> {
     .collect()
 }
 
-/// Raises unless every source still has the column types registration accepted.
+fn changed_shape(name: &str) -> String {
+    format!(
+        "grant table {name} is no longer a table with the column types auth.enable_role_sync accepts (user column uuid; role column text, varchar, char, name or an enum)"
+    )
+}
+
+/// Raises unless every source in `srcs` still has the shape registration accepted.
 fn check_types(srcs: &[Source]) {
     if let Some(s) = srcs.iter().find(|s| !s.types_ok) {
         crate::errors::invalid_parameter(format!(
-            "a column of grant table {} no longer has a type auth.enable_role_sync accepts (user column uuid; role column text, varchar, char, name or an enum); no roles were synced",
-            s.name
+            "{}; no roles were synced",
+            changed_shape(&s.name)
         ));
     }
+}
+
+/// The sources that may be read; one whose shape changed grants nothing (its roles are
+/// removed, the safe direction) and is reported in the server log, so that one table's owner
+/// cannot stop every other sync, sign-up included.
+fn readable(srcs: Vec<Source>) -> Vec<Source> {
+    srcs.into_iter()
+        .filter(|s| {
+            if !s.types_ok {
+                crate::errors::log_server_only(&format!(
+                    "auth_ext: {}; it grants no roles until fixed",
+                    changed_shape(&s.name)
+                ));
+            }
+            s.types_ok
+        })
+        .collect()
 }
 
 fn roles_of(v: Option<&Value>) -> Vec<String> {
@@ -166,8 +191,7 @@ fn apply(users: &[Uuid]) -> i64 {
                     &[ids().into()],
                 )?;
             }
-            let srcs = sources(c);
-            check_types(&srcs);
+            let srcs = readable(sources(c));
             let a = "unnest($1::pg_catalog.uuid[]) a(id)";
             let granted = if srcs.is_empty() {
                 "SELECT NULL::pg_catalog.uuid AS user_id, NULL::pg_catalog.text AS role WHERE false".to_string()
@@ -558,7 +582,7 @@ fn disable_role_sync(
 fn resync_role_claims() -> i64 {
     let ids = Spi::connect(|c| {
         let mut ids = users_with_synced_roles(c);
-        for s in sources(c) {
+        for s in readable(sources(c)) {
             ids.extend(user_ids(c, &s.name, &s.user_column));
         }
         ids.sort();

@@ -129,7 +129,7 @@ def test_worst_accepted_hash_is_capped_in_time(cluster):
         assert conn.execute("SELECT auth.verify_password('x', %s)", (argon2_hash(m, t),)).fetchone()[0] is False
         took = time.monotonic() - started
     print(f"worst accepted argon2 hash (m={m} KiB, t={t}): {took:.2f} s")
-    assert took < 5, took
+    assert took < 8, took  # ≈ 2.5 s on this 2-core machine (release build)
 
 
 # Ed25519 points of small order (order 1, 2, 4, 8) in their canonical encodings, and
