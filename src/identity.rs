@@ -34,6 +34,8 @@ const CLAIM_CACHE_ENTRIES: usize = 16;
 
 /// A result datum and the transaction (`XACT_GEN`) whose memory holds it.
 type Slot = Cell<Option<(u64, pg_sys::Datum)>>;
+/// `(XACT_GEN, [(path, datum)])`: the claim paths answered in that transaction.
+type ClaimCache = RefCell<(u64, Vec<(String, Option<pg_sys::Datum>)>)>;
 
 /// The transaction timestamp in Unix seconds: all checks in one transaction agree.
 pub fn transaction_now() -> f64 {
@@ -89,8 +91,7 @@ pub struct Bound {
     email: Slot,
     jwt: Slot,
     roles: Slot,
-    /// `(XACT_GEN, [(path, datum)])`.
-    claim_cache: RefCell<(u64, Vec<(String, Option<pg_sys::Datum>)>)>,
+    claim_cache: ClaimCache,
     /// The account as last read, and `(USERS gen, SESSIONS gen, trusted until xact)` then.
     account: RefCell<crate::account::Account>,
     account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
