@@ -208,18 +208,13 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
         (c"default_transaction_read_only", c"off"),
         (c"search_path", crate::privilege::PINNED_SEARCH_PATH),
     ] {
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_OVERRIDE,
-                pg_sys::GucAction::GUC_ACTION_SET,
-                true,
-                0,
-                false,
-            );
-        }
+        crate::gucs::set(
+            name,
+            value,
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+            pg_sys::GucAction::GUC_ACTION_SET,
+        );
     }
     unsafe {
         let seg = pg_sys::dsm_attach(arg.value() as pg_sys::dsm_handle);

@@ -455,18 +455,13 @@ fn authenticate(token: &str) -> JsonB {
     let claims = JsonB(Value::Object(b.claims.clone()));
     let value = std::ffi::CString::new(token)
         .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
-    unsafe {
-        pg_sys::set_config_option(
-            c"auth.jwt".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            0,
-            false,
-        );
-    }
+    gucs::set(
+        c"auth.jwt",
+        &value,
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucSource::PGC_S_SESSION,
+        pg_sys::GucAction::GUC_ACTION_LOCAL,
+    );
     replace(Some(Box::new(b)));
     state().stamp = Some(Stamp::now());
     claims

@@ -36,22 +36,17 @@ pub struct GucScope(i32);
 
 impl GucScope {
     pub fn new(settings: &[(&std::ffi::CStr, &std::ffi::CStr)]) -> GucScope {
-        unsafe {
-            let level = pg_sys::NewGUCNestLevel();
-            for (name, value) in settings {
-                pg_sys::set_config_option(
-                    name.as_ptr(),
-                    value.as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SAVE,
-                    true,
-                    0,
-                    false,
-                );
-            }
-            GucScope(level)
+        let level = unsafe { pg_sys::NewGUCNestLevel() };
+        for (name, value) in settings {
+            crate::gucs::set(
+                name,
+                value,
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+            );
         }
+        GucScope(level)
     }
 }
 

@@ -809,12 +809,8 @@ def ep_drop_own_table(w, a, s):
 def ep_drop_registered_grant_table(w, a, s):
     """The (non-superuser) owner of a registered grant table drops it: unregistered, roles gone."""
     acct = w.account(a.db)
-    table = f"{a.schema}.owned_{uuid.uuid4().hex[:8]}"
+    table, oid, _ = owned_grant_table(w, a)
     with w.admin(a.db) as c:
-        c.execute(f"CREATE TABLE {table} (user_id uuid, role text)")
-        c.execute(f"ALTER TABLE {table} OWNER TO {a.role}")
-        c.execute("SELECT auth.enable_role_sync(%s, '=role')", (table,))
-        oid = c.execute("SELECT %s::regclass::oid", (table,)).fetchone()[0]
         c.execute(f"INSERT INTO {table} VALUES (%s, 'hostile-owned')", (acct.id,))
     assert w.roles_of(a.db, acct.id) == ["hostile-owned"]
     s.run(f"DROP TABLE {table}")
