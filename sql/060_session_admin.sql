@@ -8,7 +8,7 @@
 -- /.well-known/jwks.json). HMAC keys are never published. Only reads: works on a standby.
 CREATE FUNCTION auth.jwks() RETURNS jsonb
     LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_build_object('keys', coalesce(jsonb_agg(k.jwk ORDER BY k.created_at), '[]'::jsonb))
+    SELECT jsonb_build_object('keys', coalesce(jsonb_agg(k.jwk ORDER BY k.created_at), '[]'::pg_catalog.jsonb))
       FROM auth.key_store k
      WHERE k.source = 'generated' AND k.kty <> 'oct'
        AND (k.valid_until IS NULL OR k.valid_until > now())
@@ -53,7 +53,7 @@ BEGIN
     END IF;
     INSERT INTO auth.audit_log (event, user_id, details)
     VALUES (CASE WHEN banned THEN 'user_banned' ELSE 'user_unbanned' END, ban_user.user_id,
-            jsonb_build_object('until', until::text));
+            jsonb_build_object('until', until::pg_catalog.text));
 END $$;
 
 -- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
@@ -63,8 +63,8 @@ END $$;
 CREATE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    lockout double precision :=
-        coalesce(nullif(current_setting('auth.lockout_seconds', true), ''), '900')::double precision;
+    lockout pg_catalog.float8 :=
+        coalesce(nullif(current_setting('auth.lockout_seconds', true), ''), '900')::pg_catalog.float8;
     n_sessions bigint;
     n_tokens bigint;
     n_failures bigint;
