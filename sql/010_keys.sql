@@ -9,7 +9,8 @@ CREATE TABLE auth.key_store (
     jwk         jsonb NOT NULL,
     thumbprint  text NOT NULL,
     issuer      text CHECK (issuer <> ''),
-    audience    text[] CHECK (cardinality(audience) > 0),
+    -- aud values accepted; '{*}' accepts any (an explicit choice at add_key)
+    audience    text[] NOT NULL CHECK (cardinality(audience) > 0),
     valid_from  timestamptz NOT NULL DEFAULT now(),
     valid_until timestamptz,
     source      text NOT NULL DEFAULT 'add_key' CHECK (source IN ('add_key', 'import_jwks', 'generated')),

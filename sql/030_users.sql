@@ -38,14 +38,20 @@ CREATE TABLE auth.identities (
 );
 CREATE INDEX identities_user_id_idx ON auth.identities (user_id);
 
--- Consecutive failed sign-ins per email (by SHA-256 of the lower-cased address, so attempts on
--- unknown addresses count the same without storing them). Written only by the bookkeeping
--- worker, so that a failing transaction cannot roll the count back.
+-- Sign-in attempts per email, keyed by the SHA-256 of the database's lower() of the address
+-- (the normalisation of the lookup and of users_email_lower_key), so attempts on unknown
+-- addresses count the same without storing them. An attempt is reserved here before its
+-- password is judged and given back only when it succeeds: failed_count counts the failed
+-- and in-flight attempts of the current run. Reaching auth.max_failed_sign_ins locks the
+-- email until locked_until; a run ends when its lock expires or auth.lockout_seconds pass
+-- without an attempt. Written only by the bookkeeping worker, so that a failing (or
+-- cancelled) transaction cannot roll the count back.
 CREATE TABLE auth.failed_sign_ins (
     email_hash     text PRIMARY KEY CHECK (length(email_hash) = 64),
     failed_count   integer NOT NULL,
-    last_failed_at timestamptz NOT NULL,
-    locked_until   timestamptz
+    last_failed_at timestamptz NOT NULL,      -- the run's latest attempt
+    locked_until   timestamptz,
+    run_started_at timestamptz NOT NULL DEFAULT now()
 );
 
 REVOKE ALL ON auth.users, auth.identities, auth.failed_sign_ins FROM PUBLIC;

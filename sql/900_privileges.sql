@@ -26,3 +26,5 @@ REVOKE ALL ON FUNCTION auth.revoke_session(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.ban_user(uuid, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth.purge_expired(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._role_sync_on_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.add_account_issuer(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.drop_account_issuer(text) FROM PUBLIC;

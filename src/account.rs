@@ -1,17 +1,21 @@
 //! The bound identity's account, read (as the tables' owner) when the identity is bound and
-//! again whenever auth.users or auth.sessions changes: the source of truth for roles, bans,
-//! deletion and session revocation.
+//! again whenever auth.users, auth.identities or auth.sessions changes: the source of truth
+//! for roles, bans, deletion and session revocation. Which account a token may act as is
+//! decided by its issuer (`identity::Owner`): never by its `sub` alone.
 
+use crate::identity::Owner;
 use crate::privilege;
 use auth_core::{Identity, Uid};
 use pgrx::datum::Uuid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// What the database says about a bound identity.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Account {
+    /// The account's id, when the token acts as one that exists.
+    pub id: Option<[u8; 16]>,
     /// The user row's roles at `auth.roles_claim`, or `None` when there is no user row (or the
     /// roles claim does not live in app_metadata): then the token's claim applies.
     pub roles: Option<Vec<String>>,
@@ -39,34 +43,45 @@ fn roles_of(v: &Value) -> Vec<String> {
     roles
 }
 
-/// Reads the account of `ident`. `our_session` is the `session_id` claim of a token signed by
-/// one of our own keys (sessions of other issuers are theirs to revoke).
-pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<Uuid>) -> Account {
+/// Reads the account `ident` acts as under `owner`. `our_session` is the `session_id` claim of
+/// a token signed by one of our own keys (sessions of other issuers are theirs to revoke).
+pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Account {
     let claim = crate::gucs::roles_claim();
     let path: Option<Vec<String>> = claim
         .strip_prefix("app_metadata.")
         .map(|p| p.split('.').map(String::from).collect());
-    let uid = match ident.uid {
-        Uid::Uuid(bytes) => Some(Uuid::from_bytes(bytes)),
-        _ => None,
+    // By id for issuers that own accounts by id; through the (issuer, subject) link for
+    // others. At most one row either way: users.id and identities (provider, provider_id)
+    // are unique.
+    let (by_id, link): (Option<Uuid>, Option<(&str, &str)>) = match (owner, ident.uid) {
+        (Owner::Ours | Owner::Declared, Uid::Uuid(bytes)) => (Some(Uuid::from_bytes(bytes)), None),
+        (Owner::Linked(issuer), _) => (None, ident.sub.as_deref().map(|s| (issuer.as_str(), s))),
+        _ => (None, None),
     };
-    let issuer = claims.get("iss").and_then(Value::as_str);
-    let subject = ident.sub.as_deref();
-    if uid.is_none() && (issuer.is_none() || subject.is_none()) {
-        return Account::default();
+    if by_id.is_none() && link.is_none() {
+        return Account {
+            session_revoked: our_session.is_some(),
+            ..Account::default()
+        };
     }
-    let (oid, _) = privilege::locate(crate::invalidation::USERS.relname);
-    crate::invalidation::USERS.set_oid(oid);
+    for w in [
+        &crate::invalidation::USERS,
+        &crate::invalidation::IDENTITIES,
+    ] {
+        let (oid, _) = privilege::locate(w.relname);
+        w.set_oid(oid);
+    }
     if our_session.is_some() {
         let (oid, _) = privilege::locate(crate::invalidation::SESSIONS.relname);
         crate::invalidation::SESSIONS.set_oid(oid);
     }
-    // Our own users by id; external ones through their (issuer, subject) identity. Times as
-    // numeric (exact in jsonb, whatever the caller's extra_float_digits).
+    let (issuer, subject) = link.unzip();
+    // Times as numeric (exact in jsonb, whatever the caller's extra_float_digits).
     let row = privilege::as_owner(|| {
         Spi::connect(|c| {
             let t = c.select(
                 "SELECT pg_catalog.jsonb_build_object(
+                        'id', u.id,
                         'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
                         'banned_until', EXTRACT(EPOCH FROM u.banned_until),
                         'deleted', u.deleted_at IS NOT NULL,
@@ -77,12 +92,12 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
                         'session_not_after', (SELECT EXTRACT(EPOCH FROM s.not_after) FROM auth.sessions s
                                                WHERE s.id OPERATOR(pg_catalog.=) $5))
                    FROM auth.users u
-                  WHERE u.id OPERATOR(pg_catalog.=) $2
-                     OR u.id OPERATOR(pg_catalog.=) (SELECT i.user_id FROM auth.identities i
-                                WHERE i.provider OPERATOR(pg_catalog.=) $3 AND i.provider_id OPERATOR(pg_catalog.=) $4)
-                  LIMIT 1",
+                  WHERE u.id OPERATOR(pg_catalog.=) coalesce($2, (
+                          SELECT i.user_id FROM auth.identities i
+                           WHERE i.provider OPERATOR(pg_catalog.=) $3
+                             AND i.provider_id OPERATOR(pg_catalog.=) $4))",
                 Some(1),
-                &[path.clone().unwrap_or_default().into(), uid.into(), issuer.into(), subject.into(), our_session.into()],
+                &[path.clone().unwrap_or_default().into(), by_id.into(), issuer.into(), subject.into(), our_session.into()],
             )?;
             if t.is_empty() {
                 return Ok(None);
@@ -100,6 +115,7 @@ pub fn load(ident: &Identity, claims: &Map<String, Value>, our_session: Option<U
     };
     let deleted = row["deleted"] == Value::Bool(true);
     Account {
+        id: row["id"].as_str().and_then(auth_core::identity::parse_uuid),
         roles: path.map(|_| {
             if deleted {
                 Vec::new()

@@ -3,31 +3,41 @@
 //! purpose to erase the evidence. PostgreSQL has no autonomous transactions and we do not
 //! require `shared_preload_libraries`, so the record is committed by a short-lived dynamic
 //! background worker, connected to the same database as the extension owner, that runs one
-//! of a fixed set of operations (no SQL text crosses the boundary) and exits. The caller waits
-//! for it, so the record is visible to the next attempt.
+//! of a fixed set of operations (no SQL text crosses the boundary) and exits.
 //!
-//! The operation travels in a dynamic shared memory segment: `[status u32][len u32][json]`.
+//! Fail closed: `run` returns `Ok` only once the worker has committed. Every wait is bounded
+//! (a free slot for `SLOT_WAIT`, the worker for `RUN_WAIT`); a wait that times out or is
+//! cancelled terminates the worker, so its slot is released at once (a worker that never
+//! starts, as on a standby, would otherwise hold it until restart).
+//!
+//! The operations and the worker's answers travel in a dynamic shared memory segment:
+//! `[status u32][request len u32][answer len u32][unused u32][request json][answer json]`.
 
 use crate::audit;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 /// The operations a worker may run.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Op {
-    /// One more failed sign-in for an email (by hash); locks it at `max_failures`. Audited as
-    /// `sign_in_failed`, and `account_locked` when this failure locks it.
-    RecordFailedSignIn {
-        email_hash: String,
-        user_id: Option<String>,
+    /// Reserves one sign-in attempt for an email before its password is judged: at most
+    /// `max_failures` attempts per email are judged until one succeeds and releases its own
+    /// reservation, and reaching `max_failures` locks the email for `lockout_seconds`. The
+    /// email is keyed by the SHA-256 of the database's own `lower()`, the normalisation of the
+    /// account lookup and of the unique index. Answers [`Reservation`].
+    ReserveSignIn {
+        email: String,
         max_failures: i32,
         lockout_seconds: i32,
     },
-    /// A successful sign-in ends the run of failures.
-    ResetFailedSignIns { email_hash: String },
+    /// Gives back the reservation of an attempt whose password was right.
+    ReleaseSignIn { email_hash: String, run: String },
     /// Ends a session (refresh-token reuse), audited with the reason.
     RevokeSession {
         session_id: String,
@@ -42,29 +52,83 @@ pub enum Op {
     },
 }
 
+/// The worker's answer to [`Op::ReserveSignIn`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Reservation {
+    /// False: the email is locked; the attempt must not be judged.
+    pub allowed: bool,
+    pub email_hash: String,
+    /// The run of attempts this one belongs to (its start, as exact epoch seconds).
+    pub run: String,
+    /// This attempt brought the run to the limit and locked the email.
+    pub locks: bool,
+    /// When the lock ends, as text for the message.
+    pub locked_until: Option<String>,
+}
+
+/// Why bookkeeping did not happen. Never holds a secret.
+#[derive(Debug)]
+pub enum Failure {
+    /// No worker slot free within `SLOT_WAIT` (max_worker_processes).
+    NoSlot,
+    /// The worker did not finish within `RUN_WAIT`; it has been terminated.
+    Timeout,
+    /// The worker ended without committing (its error is in the server log).
+    Failed,
+}
+
+impl Failure {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Failure::NoSlot => "no background worker slot was free (max_worker_processes)",
+            Failure::Timeout => "the bookkeeping worker did not finish in time",
+            Failure::Failed => "the bookkeeping worker failed; the server log has the details",
+        }
+    }
+}
+
 const PENDING: u32 = 0;
 const DONE: u32 = 1;
-const FAILED: u32 = 2;
-const HEADER: usize = 8;
+const HEADER: usize = 16;
+/// Room for the answers; they are a few short JSON values.
+const ANSWER_MAX: usize = 4096;
 /// How long to wait for a free worker slot (max_worker_processes) before giving up.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// How long to wait for the worker to commit, above its own lock and statement timeouts.
+const RUN_WAIT: Duration = Duration::from_secs(8);
 
-/// Runs `ops` in one transaction of its own and waits for it to commit. Errors are reported
-/// as a WARNING (never with secrets) and returned, so callers can decide; the bookkeeping is
-/// best effort only when the server has no worker slot free for two seconds.
-pub fn run(ops: &[Op]) -> Result<(), String> {
-    let payload = serde_json::to_vec(ops).map_err(|e| e.to_string())?;
+/// Terminates the worker unless disarmed: on timeout, and when the caller's wait is cancelled
+/// (the ERROR unwinds through here), so that no slot stays registered for a worker nobody
+/// waits for.
+struct Registration(Option<DynamicBackgroundWorker>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            let _ = w.terminate();
+        }
+    }
+}
+
+/// Runs `ops` in one transaction of its own and waits (bounded) for it to commit. Returns
+/// one answer per operation (`null` for those that answer nothing).
+pub fn run(ops: &[Op]) -> Result<Vec<Value>, Failure> {
+    let payload = serde_json::to_vec(ops).expect("operations serialise");
     let (_, owner) = crate::privilege::locate(crate::invalidation::KEY_STORE.relname);
     unsafe {
-        let seg = pg_sys::dsm_create(HEADER + payload.len(), 0);
+        // Owned by the transaction's resource owner: an ERROR detaches (and frees) it, and a
+        // worker that starts later finds nothing to do.
+        let seg = pg_sys::dsm_create(HEADER + payload.len() + ANSWER_MAX, 0);
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
         (base as *mut u32).write(PENDING);
         (base.add(4) as *mut u32).write(payload.len() as u32);
+        (base.add(8) as *mut u32).write(0);
         std::ptr::copy_nonoverlapping(payload.as_ptr(), base.add(HEADER), payload.len());
         let handle = pg_sys::dsm_segment_handle(seg);
 
-        let started = std::time::Instant::now();
-        let worker = loop {
+        let started = Instant::now();
+        let mut reg = Registration(None);
+        loop {
             let builder = BackgroundWorkerBuilder::new("auth_ext bookkeeping")
                 .set_type("auth_ext bookkeeping")
                 .set_library("auth_ext")
@@ -78,85 +142,84 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 .enable_spi_access()
                 .set_notify_pid(pg_sys::MyProcPid);
             match builder.load_dynamic() {
-                Ok(w) => break w,
-                Err(_) if started.elapsed() < SLOT_WAIT => {
-                    pg_sys::pg_usleep(20_000);
-                    pg_sys::check_for_interrupts!();
+                Ok(w) => {
+                    reg.0 = Some(w);
+                    break;
                 }
+                Err(_) if started.elapsed() < SLOT_WAIT => wait(Duration::from_millis(20)),
                 Err(_) => {
                     pg_sys::dsm_detach(seg);
-                    let msg = "auth_ext: no background worker slot free (max_worker_processes); bookkeeping skipped".to_string();
-                    pgrx::warning!("{msg}");
-                    return Err(msg);
+                    return Err(Failure::NoSlot);
                 }
             }
-        };
-        let waited = worker.wait_for_shutdown();
-        let status = (base as *const u32).read_volatile();
-        pg_sys::dsm_detach(seg);
-        match (waited, status) {
-            (Ok(()), DONE) => Ok(()),
-            _ => {
-                let msg = "auth_ext: the bookkeeping worker failed; see the server log".to_string();
-                pgrx::warning!("{msg}");
-                Err(msg)
-            }
         }
+        let deadline = Instant::now() + RUN_WAIT;
+        let outcome = loop {
+            match reg.0.as_ref().expect("registered").pid() {
+                Err(BackgroundWorkerStatus::Stopped) => break Ok(()),
+                Err(BackgroundWorkerStatus::PostmasterDied) => break Err(Failure::Failed),
+                _ if Instant::now() >= deadline => break Err(Failure::Timeout),
+                // The postmaster sets our latch when the worker starts and stops.
+                _ => wait(Duration::from_millis(10)),
+            }
+        };
+        if outcome.is_ok() {
+            // It has stopped: nothing left to terminate.
+            reg.0 = None;
+        }
+        drop(reg);
+        let status = (base as *const u32).read_volatile();
+        let answer_len = ((base.add(8) as *const u32).read_volatile() as usize).min(ANSWER_MAX);
+        let answer =
+            std::slice::from_raw_parts(base.add(HEADER + payload.len()), answer_len).to_vec();
+        pg_sys::dsm_detach(seg);
+        outcome?;
+        if status != DONE {
+            return Err(Failure::Failed);
+        }
+        serde_json::from_slice(&answer).map_err(|_| Failure::Failed)
     }
 }
 
-fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<()> {
+/// Sleeps on the latch (woken early by the postmaster's notifications), honouring cancels.
+fn wait(timeout: Duration) {
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            timeout.as_millis() as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<Value> {
     match op {
-        Op::RecordFailedSignIn {
-            email_hash,
-            user_id,
+        Op::ReserveSignIn {
+            email,
             max_failures,
             lockout_seconds,
-        } => {
-            // A lock that has expired starts a new run of failures.
-            let locked = client
-                .update(
-                    "INSERT INTO auth.failed_sign_ins AS f (email_hash, failed_count, last_failed_at, locked_until)
-                     VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
-                     ON CONFLICT (email_hash) DO UPDATE SET
-                       failed_count = CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END,
-                       last_failed_at = now(),
-                       locked_until = CASE
-                         WHEN (CASE WHEN f.locked_until <= now() THEN 1 ELSE f.failed_count + 1 END) >= $2
-                           THEN now() + make_interval(secs => $3)
-                         ELSE NULL END
-                     RETURNING failed_count = $2",
-                    None,
-                    &[email_hash.as_str().into(), (*max_failures).into(), (*lockout_seconds as f64).into()],
-                )?
-                .first()
-                .get_one::<bool>()?
-                .unwrap_or(false);
-            // The email's hash, not the email: it links attempts on one address (also an
-            // unknown one) without storing what someone typed.
-            audit::write(
-                client,
-                "sign_in_failed",
-                user_id.as_deref(),
-                None,
-                &serde_json::json!({"email_hash": email_hash}),
-            )?;
-            if locked {
-                audit::write(
-                    client,
-                    "account_locked",
-                    user_id.as_deref(),
-                    None,
-                    &serde_json::json!({"seconds": lockout_seconds}),
-                )?;
-            }
-        }
-        Op::ResetFailedSignIns { email_hash } => {
+        } => reserve(client, email, *max_failures, *lockout_seconds),
+        Op::ReleaseSignIn { email_hash, run } => {
+            // Only within the run it was reserved in: a run that ended and restarted meanwhile
+            // does not owe it anything.
             client.update(
-                "DELETE FROM auth.failed_sign_ins WHERE email_hash = $1",
+                "UPDATE auth.failed_sign_ins
+                    SET failed_count = failed_count OPERATOR(pg_catalog.-) 1, locked_until = NULL
+                  WHERE email_hash OPERATOR(pg_catalog.=) $1
+                    AND EXTRACT(EPOCH FROM run_started_at) OPERATOR(pg_catalog.=) $2::pg_catalog.numeric",
+                None,
+                &[email_hash.as_str().into(), run.as_str().into()],
+            )?;
+            client.update(
+                "DELETE FROM auth.failed_sign_ins
+                  WHERE email_hash OPERATOR(pg_catalog.=) $1 AND failed_count OPERATOR(pg_catalog.<=) 0",
                 None,
                 &[email_hash.as_str().into()],
             )?;
+            Ok(Value::Null)
         }
         Op::RevokeSession {
             session_id,
@@ -165,32 +228,107 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
         } => {
             client.update(
                 "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()), revoked_reason = coalesce(revoked_reason, $2)
-                  WHERE id = $1::pg_catalog.uuid",
+                  WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
                 None,
                 &[session_id.as_str().into(), reason.as_str().into()],
             )?;
-            audit::write(
-                client,
-                reason,
-                Some(user_id),
-                Some(session_id),
-                &serde_json::json!({}),
-            )?;
+            audit::write(client, reason, Some(user_id), Some(session_id), &json!({}))?;
+            Ok(Value::Null)
         }
         Op::Audit {
             event,
             user_id,
             details,
-        } => audit::write(client, event, user_id.as_deref(), None, details)?,
+        } => {
+            audit::write(client, event, user_id.as_deref(), None, details)?;
+            Ok(Value::Null)
+        }
     }
-    Ok(())
+}
+
+/// One attempt more in the email's current run, if the email is not locked. A run ends when
+/// its lock expires or `lockout_seconds` pass without an attempt.
+fn reserve(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    email: &str,
+    max_failures: i32,
+    lockout_seconds: i32,
+) -> pgrx::spi::Result<Value> {
+    let secs = lockout_seconds as f64;
+    // The row exists before it is locked, so concurrent first attempts queue on it.
+    let email_hash = client
+        .update(
+            "WITH k(h) AS (SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                                  pg_catalog.lower($1::pg_catalog.text), 'UTF8')), 'hex'))
+             INSERT INTO auth.failed_sign_ins AS f (email_hash, failed_count, last_failed_at, run_started_at)
+             SELECT h, 0, now(), now() FROM k
+             ON CONFLICT (email_hash) DO UPDATE SET email_hash = f.email_hash
+             RETURNING f.email_hash",
+            None,
+            &[email.into()],
+        )?
+        .first()
+        .get_one::<String>()?
+        .unwrap_or_default();
+    let t = client.update(
+        "SELECT failed_count, locked_until > now(),
+                locked_until <= now() OR last_failed_at <= now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2),
+                locked_until::pg_catalog.text
+           FROM auth.failed_sign_ins WHERE email_hash OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+        Some(1),
+        &[email_hash.as_str().into(), secs.into()],
+    )?;
+    let row = t.first();
+    let count = row.get::<i32>(1)?.unwrap_or(0);
+    let locked = row.get::<bool>(2)?.unwrap_or(false);
+    let stale = row.get::<bool>(3)?.unwrap_or(false);
+    if locked {
+        audit::write(
+            client,
+            "sign_in_locked",
+            None,
+            None,
+            &json!({"email_hash": email_hash}),
+        )?;
+        let until = row.get::<String>(4)?;
+        return Ok(serde_json::to_value(Reservation {
+            allowed: false,
+            email_hash,
+            locked_until: until,
+            ..Default::default()
+        })
+        .expect("serialises"));
+    }
+    let count = if stale { 1 } else { count + 1 };
+    let locks = count >= max_failures;
+    let t = client.update(
+        "UPDATE auth.failed_sign_ins
+            SET failed_count = $2, last_failed_at = now(),
+                run_started_at = CASE WHEN $3 THEN now() ELSE run_started_at END,
+                locked_until = CASE WHEN $4 THEN now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $5) END
+          WHERE email_hash OPERATOR(pg_catalog.=) $1
+         RETURNING EXTRACT(EPOCH FROM run_started_at)::pg_catalog.text, locked_until::pg_catalog.text",
+        Some(1),
+        &[email_hash.as_str().into(), count.into(), stale.into(), locks.into(), secs.into()],
+    )?;
+    let row = t.first();
+    Ok(serde_json::to_value(Reservation {
+        allowed: true,
+        run: row.get::<String>(1)?.unwrap_or_default(),
+        locked_until: row.get::<String>(2)?,
+        email_hash,
+        locks,
+    })
+    .expect("serialises"))
 }
 
 /// Entry point of the bookkeeping worker.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    // PostgreSQL's own handlers: SIGTERM (a caller that stopped waiting) ends the worker at
+    // once, its transaction aborted.
+    unsafe { pg_sys::BackgroundWorkerUnblockSignals() };
     let mut ids = BackgroundWorker::get_extra()
         .split(' ')
         .map(|s| s.parse::<u32>().unwrap_or(0));
@@ -219,7 +357,7 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
     unsafe {
         let seg = pg_sys::dsm_attach(arg.value() as pg_sys::dsm_handle);
         if seg.is_null() {
-            pgrx::warning!("auth_ext bookkeeping: the caller is gone");
+            // The caller stopped waiting (and terminated us, or will): nothing to do.
             return;
         }
         let base = pg_sys::dsm_segment_address(seg) as *mut u8;
@@ -227,27 +365,33 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
         let payload = std::slice::from_raw_parts(base.add(HEADER), len).to_vec();
         // An ERROR inside the transaction ends the worker before the status is written, so
         // the caller sees the segment still PENDING and reports the failure.
-        let status = match serde_json::from_slice::<Vec<Op>>(&payload) {
-            Ok(ops) => {
-                let outcome = BackgroundWorker::transaction(|| {
-                    crate::privilege::as_owner(|| {
-                        Spi::connect_mut(|client| {
-                            // Never hang the waiting caller on a lock it might hold itself.
-                            client.update("SET LOCAL lock_timeout = '5s'", None, &[])?;
-                            client.update("SET LOCAL statement_timeout = '10s'", None, &[])?;
-                            ops.iter().try_for_each(|op| execute(client, op))
-                        })
+        if let Ok(ops) = serde_json::from_slice::<Vec<Op>>(&payload) {
+            let outcome = BackgroundWorker::transaction(|| {
+                crate::privilege::as_owner(|| {
+                    Spi::connect_mut(|client| {
+                        // Never hang the waiting caller on a lock it might hold itself; both
+                        // stay well below the caller's RUN_WAIT.
+                        client.update("SET LOCAL lock_timeout = '2s'", None, &[])?;
+                        client.update("SET LOCAL statement_timeout = '5s'", None, &[])?;
+                        ops.iter()
+                            .map(|op| execute(client, op))
+                            .collect::<pgrx::spi::Result<Vec<Value>>>()
                     })
-                });
-                if outcome.is_ok() {
-                    DONE
-                } else {
-                    FAILED
+                })
+            });
+            if let Ok(answers) = outcome {
+                let answer = serde_json::to_vec(&answers).unwrap_or_default();
+                if answer.len() <= ANSWER_MAX {
+                    std::ptr::copy_nonoverlapping(
+                        answer.as_ptr(),
+                        base.add(HEADER + len),
+                        answer.len(),
+                    );
+                    (base.add(8) as *mut u32).write_volatile(answer.len() as u32);
+                    (base as *mut u32).write_volatile(DONE);
                 }
             }
-            Err(_) => FAILED,
-        };
-        (base as *mut u32).write_volatile(status);
+        }
         pg_sys::dsm_detach(seg);
     }
 }

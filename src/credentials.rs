@@ -7,7 +7,7 @@ use crate::gucs;
 use crate::identity;
 use auth_core::password::{self, Argon2Params};
 use auth_core::{AuthError, ErrorCode, Uid};
-use pgrx::datum::{TimestampWithTimeZone, Uuid};
+use pgrx::datum::Uuid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -94,6 +94,7 @@ fn check_new_password(password: &str) {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) -> Uuid {
+    crate::errors::require_writable("auth.sign_up");
     check_email(email);
     check_new_password(password);
     if !user_metadata.0.is_object() {
@@ -138,53 +139,66 @@ fn invalid_credentials() -> ! {
     ))
 }
 
+/// Reserves this attempt (autonomous::Op::ReserveSignIn) before any password is judged:
+/// ACCOUNT_LOCKED when the email is locked, TEMPORARILY_UNAVAILABLE when the attempt cannot
+/// be recorded — never a verification that is not counted.
+fn reserve_attempt(email: &str) -> autonomous::Reservation {
+    let answer = autonomous::run(&[Op::ReserveSignIn {
+        email: email.to_string(),
+        max_failures: gucs::MAX_FAILED_SIGN_INS.get(),
+        lockout_seconds: gucs::LOCKOUT_SECONDS.get(),
+    }])
+    .unwrap_or_else(|f| unavailable(&f));
+    let r: autonomous::Reservation = answer
+        .into_iter()
+        .next()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| unavailable(&autonomous::Failure::Failed));
+    if !r.allowed {
+        raise(AuthError::new(
+            ErrorCode::AccountLocked,
+            format!(
+                "too many failed sign-ins; locked until {}",
+                r.locked_until.as_deref().unwrap_or("later")
+            ),
+        ));
+    }
+    r
+}
+
+/// The attempt could not be recorded, so it was not judged.
+pub fn unavailable(f: &autonomous::Failure) -> ! {
+    crate::errors::log_server_only(&format!("auth_ext: bookkeeping failed: {}", f.describe()));
+    raise(AuthError::new(ErrorCode::Unavailable, f.describe()))
+}
+
 /// Signs in with email (case-insensitive) and password, starts a session and returns
-/// `{access_token, token_type, expires_in, expires_at, refresh_token, user}`. One error, INVALID_CREDENTIALS, for an
-/// unknown email, a wrong password, a banned or deleted user — at about the same cost, since
-/// unknown emails are checked against a dummy hash. `auth.max_failed_sign_ins` consecutive
-/// failures lock the email for `auth.lockout_seconds` (ACCOUNT_LOCKED); the count is committed
-/// by a worker of its own, so it survives the failing transaction.
+/// `{access_token, token_type, expires_in, expires_at, refresh_token, user}`. One error,
+/// INVALID_CREDENTIALS, for an unknown email, a wrong password, a banned or deleted user — at
+/// about the same cost, since unknown emails are checked against a dummy hash.
+///
+/// Fail closed: the attempt is reserved (committed by a worker of its own, so no rollback
+/// or cancel undoes it) before the password is judged, and given back only on success; at
+/// `auth.max_failed_sign_ins` the email is locked for `auth.lockout_seconds`
+/// (ACCOUNT_LOCKED). An attempt that cannot be recorded is refused unjudged
+/// (TEMPORARILY_UNAVAILABLE); a read-only transaction or a standby is refused before anything
+/// (READ_ONLY).
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn sign_in(email: &str, password: &str) -> JsonB {
+    crate::errors::require_writable("auth.sign_in");
     if password.len() > password::MAX_PASSWORD_BYTES || email.len() > MAX_EMAIL_LEN {
         invalid_credentials();
     }
-    let key = auth_core::lockout::email_key(email);
-    let (failed, locked_until) = Spi::connect(|c| {
-        let t = c.select(
-            "SELECT failed_count, CASE WHEN locked_until > now() THEN locked_until END
-               FROM auth.failed_sign_ins WHERE email_hash = $1",
-            Some(1),
-            &[key.as_str().into()],
-        )?;
-        if t.is_empty() {
-            return Ok((0, None));
-        }
-        let row = t.first();
-        Ok::<_, pgrx::spi::Error>((
-            row.get::<i32>(1)?.unwrap_or(0),
-            row.get::<TimestampWithTimeZone>(2)?,
-        ))
-    })
-    .unwrap_or_else(|e| spi_failed(e));
-    if let Some(until) = locked_until {
-        let _ = autonomous::run(&[Op::Audit {
-            event: "sign_in_locked".into(),
-            user_id: None,
-            details: json!({"until": until.to_string()}),
-        }]);
-        raise(AuthError::new(
-            ErrorCode::AccountLocked,
-            format!("too many failed sign-ins; locked until {until}"),
-        ));
-    }
+    // A sign-in that could only fail after judging the password must fail before.
+    crate::tokens::require_signing_key();
+    let reservation = reserve_attempt(email);
 
     let account = Spi::connect(|c| {
         let t = c.select(
             "SELECT id, encrypted_password,
                     deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
-               FROM auth.users WHERE lower(email) = lower($1) LIMIT 1",
+               FROM auth.users WHERE lower(email) = lower($1)",
             Some(1),
             &[email.into()],
         )?;
@@ -218,8 +232,8 @@ fn sign_in(email: &str, password: &str) -> JsonB {
                 false
             }),
         None => {
-            // No account (or no password): spend what a real verification costs.
-            pgrx::debug1!("auth_ext: sign-in without a stored hash: verifying a dummy hash");
+            // No account (or no password): spend what a real verification costs, and say
+            // nothing that a client could see.
             let _ = password::verify(password.as_bytes(), &dummy_hash(params));
             false
         }
@@ -228,18 +242,39 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         Some(a) if verified && a.usable => a,
         _ => {
             let user_id = account.as_ref().map(|a| a.id.to_string());
-            let _ = autonomous::run(&[Op::RecordFailedSignIn {
-                email_hash: key,
-                user_id,
-                max_failures: gucs::MAX_FAILED_SIGN_INS.get(),
-                lockout_seconds: gucs::LOCKOUT_SECONDS.get(),
-            }]);
+            let mut ops = vec![Op::Audit {
+                event: "sign_in_failed".into(),
+                user_id: user_id.clone(),
+                details: json!({"email_hash": reservation.email_hash}),
+            }];
+            if reservation.locks {
+                ops.push(Op::Audit {
+                    event: "account_locked".into(),
+                    user_id,
+                    details: json!({"seconds": gucs::LOCKOUT_SECONDS.get()}),
+                });
+            }
+            // The attempt is already counted; only its audit rows can be lost here.
+            if let Err(f) = autonomous::run(&ops) {
+                crate::errors::log_server_only(&format!(
+                    "auth_ext: audit of a failed sign-in lost: {}",
+                    f.describe()
+                ));
+            }
             invalid_credentials();
         }
     };
 
-    if failed > 0 {
-        let _ = autonomous::run(&[Op::ResetFailedSignIns { email_hash: key }]);
+    // Give the reservation back. If that cannot be recorded the attempt stays counted as a
+    // failure: the safe side.
+    if let Err(f) = autonomous::run(&[Op::ReleaseSignIn {
+        email_hash: reservation.email_hash,
+        run: reservation.run,
+    }]) {
+        crate::errors::log_server_only(&format!(
+            "auth_ext: a successful sign-in stays counted as a failure: {}",
+            f.describe()
+        ));
     }
     let stored = stored.expect("verified against a stored hash");
     Spi::connect_mut(|c| {
@@ -263,56 +298,111 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     crate::tokens::start_session(account.id, "password")
 }
 
-/// The user row of the bound token's identity, created on first sight: external IdPs (Clerk,
-/// Auth0, SuperTokens, Supabase) are keyed by (issuer, subject) in `auth.identities`. Returns
-/// NULL when anonymous. Concurrent first requests for the same identity create one user.
+/// The user row of the bound token's identity. Identity is (issuer, subject):
+/// * a token this database issued: its user, if it exists; nothing is created;
+/// * an issuer declared in `auth.account_issuers` (or trusted PostgREST claims): the user whose
+///   id is `sub`, created on first sight;
+/// * any other issuer, through a key bound to it: the user linked to (issuer, subject) in
+///   `auth.identities`, created and linked on first sight (Clerk, Auth0, SuperTokens, …);
+/// * a key bound to no issuer asserts no identity: INVALID_CLAIMS.
+///
+/// Returns NULL when anonymous. Concurrent first requests for the same identity create one
+/// user. A read-only transaction or standby gets READ_ONLY only when something must be created.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn ensure_user() -> Option<Uuid> {
     let b = identity::current()?;
-    let issuer = match b.claims.get("iss") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => raise(AuthError::invalid_claims(
-            "the token has no iss, which keys external identities",
-        )),
-    };
     let subject = b
         .ident
         .sub
         .clone()
         .unwrap_or_else(|| raise(AuthError::invalid_claims("the token has no sub")));
+    let uuid_sub = match b.ident.uid {
+        Uid::Uuid(bytes) => Some(Uuid::from_bytes(bytes)),
+        _ => None,
+    };
     let email = b.ident.email.clone();
     let user_metadata = match b.claims.get("user_metadata") {
         Some(v @ Value::Object(_)) => v.clone(),
         _ => json!({}),
     };
-    let uuid_sub = match b.ident.uid {
-        Uid::Uuid(bytes) => Some(Uuid::from_bytes(bytes)),
-        _ => None,
+    let issuer = match &b.owner {
+        identity::Owner::Nobody => raise(AuthError::invalid_claims(
+            "the key that verified the token is bound to no issuer, so its subject cannot be linked to an account",
+        )),
+        identity::Owner::Ours => {
+            // Our own users are made by sign-up, never by a token.
+            let id = uuid_sub.unwrap_or_else(|| {
+                raise(AuthError::invalid_claims("sub is not a user id of this database"))
+            });
+            let exists = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)",
+                &[id.into()],
+            )
+            .unwrap_or_else(|e| spi_failed(e))
+            .unwrap_or(false);
+            if !exists {
+                raise(AuthError::invalid_claims("the token's user does not exist"));
+            }
+            return Some(id);
+        }
+        identity::Owner::Declared => None,
+        identity::Owner::Linked(issuer) => Some(issuer.clone()),
     };
     let claims = Value::Object(b.claims.clone());
+    let Some(issuer) = issuer else {
+        // The issuer owns accounts by id: the account is sub.
+        let id = uuid_sub.unwrap_or_else(|| {
+            raise(AuthError::invalid_claims(
+                "sub is not a uuid, so it cannot be a user id of this database",
+            ))
+        });
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)",
+            &[id.into()],
+        )
+        .unwrap_or_else(|e| spi_failed(e))
+        .unwrap_or(false);
+        if !exists {
+            crate::errors::require_writable("auth.ensure_user");
+            Spi::run_with_args(
+                "INSERT INTO auth.users (id, email, raw_user_meta_data)
+                 SELECT $1, CASE WHEN NOT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = lower($2)) THEN $2 END, $3
+                 ON CONFLICT DO NOTHING",
+                &[id.into(), email.as_deref().into(), JsonB(user_metadata).into()],
+            )
+            .unwrap_or_else(|e| spi_failed(e));
+        }
+        return Some(id);
+    };
+    let linked = |c: &pgrx::spi::SpiClient<'_>| -> pgrx::spi::Result<Option<Uuid>> {
+        let t = c.select(
+            "SELECT user_id FROM auth.identities WHERE provider = $1 AND provider_id = $2",
+            Some(1),
+            &[issuer.as_str().into(), subject.as_str().into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.first().get_one::<Uuid>()
+    };
+    if let Some(id) = Spi::connect(|c| linked(&c)).unwrap_or_else(|e| spi_failed(e)) {
+        return Some(id);
+    }
+    crate::errors::require_writable("auth.ensure_user");
     Spi::connect_mut(|c| {
-        // Serialise first sights of the same identity across backends.
+        // Serialise first sights of the same identity across backends, then look again.
         c.update(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 7146))",
             None,
             &[issuer.as_str().into(), subject.as_str().into()],
         )?;
-        let existing = c
-            .update(
-                "SELECT user_id FROM auth.identities WHERE provider = $1 AND provider_id = $2",
-                Some(1),
-                &[issuer.as_str().into(), subject.as_str().into()],
-            )?
-            .first()
-            .get_one::<Uuid>()
-            .unwrap_or(None);
-        if let Some(id) = existing {
+        if let Some(id) = linked(c)? {
             return Ok(Some(id));
         }
-        // Keep the IdP's id when it is a free uuid (auth.uid() then equals users.id); never
-        // link to an existing account by email (an IdP that does not verify emails could take
-        // it over): a taken email is kept in identity_data only.
+        // Keep the IdP's id when it is a free uuid (auth.uid() then equals sub); never link
+        // to an existing account by email (an IdP that does not verify emails could take it
+        // over): a taken email is kept in identity_data only.
         let id = c
             .update(
                 "INSERT INTO auth.users (id, email, raw_user_meta_data)

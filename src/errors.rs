@@ -3,13 +3,16 @@
 
 use auth_core::{AuthError, ErrorCode};
 use pgrx::pg_sys::panic::ErrorReport;
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 
 pub fn sqlstate(code: ErrorCode) -> PgSqlErrorCode {
     match code {
         ErrorCode::InsufficientPermissions => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
         ErrorCode::InvalidCredentials => PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
         ErrorCode::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        ErrorCode::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+        ErrorCode::Unavailable => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+        ErrorCode::NotConfigured => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         _ => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
     }
 }
@@ -48,6 +51,17 @@ impl<T> OrRaise<T> for auth_core::Result<T> {
             Ok(v) => v,
             Err(e) => raise(e),
         }
+    }
+}
+
+/// READ_ONLY (25006) before anything else when the transaction cannot write: a hot standby,
+/// `BEGIN READ ONLY`, `default_transaction_read_only`. `what` names the call.
+pub fn require_writable(what: &str) {
+    if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } {
+        raise(AuthError::new(
+            ErrorCode::ReadOnly,
+            format!("{what} writes; run it on the primary, in a read-write transaction"),
+        ));
     }
 }
 

@@ -341,6 +341,9 @@ pub fn init() {
             Some(config_changed_bool),
             None,
         );
+        // Every auth.* setting is ours: a typo (`SET auth.jwtt`) is an error, not a silent
+        // placeholder that leaves the request anonymous.
+        pg_sys::MarkGUCPrefixReserved(c"auth".as_ptr());
     }
 }
 

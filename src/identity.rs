@@ -50,6 +50,27 @@ pub fn unix_seconds_from_micros(micros: i64) -> f64 {
     micros as f64 / 1e6
 }
 
+/// Changes to auth.users or auth.identities: what a bound token's account is.
+fn accounts_gen() -> u64 {
+    invalidation::USERS.gen() + invalidation::IDENTITIES.gen()
+}
+
+/// Which local account, if any, a token may act as: identity is (issuer, subject), and an
+/// issuer's identities are asserted only by keys bound to that issuer (README "Identity").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Signed by one of our own keys: the account whose id is `sub`.
+    Ours,
+    /// Verified by a key bound to an issuer in `auth.account_issuers`, or PostgREST request
+    /// claims the superuser chose to trust: the account whose id is `sub`.
+    Declared,
+    /// Verified by a key bound to this issuer: the account linked to (issuer, sub) in
+    /// `auth.identities`, if any.
+    Linked(String),
+    /// Verified by a key bound to no issuer: no account.
+    Nobody,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Stamp {
     token: u64,
@@ -66,9 +87,9 @@ impl Stamp {
         Stamp {
             token: gucs::TOKEN_GEN.load(Relaxed),
             xact: invalidation::XACT_GEN.load(Relaxed),
-            keys: invalidation::KEY_STORE.gen(),
+            keys: keys::gen(),
             config: gucs::CONFIG_GEN.load(Relaxed),
-            users: invalidation::USERS.gen(),
+            users: accounts_gen(),
             sessions: invalidation::SESSIONS.gen(),
         }
     }
@@ -97,6 +118,7 @@ pub struct Bound {
     account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
     /// The `session_id` of a token signed by one of our own keys.
     our_session: Option<pgrx::datum::Uuid>,
+    pub owner: Owner,
 }
 
 impl Bound {
@@ -128,6 +150,7 @@ impl Bound {
             account: RefCell::new(Default::default()),
             account_stamp: Cell::new(None),
             our_session: None,
+            owner: Owner::Declared,
         })
     }
 
@@ -201,25 +224,49 @@ impl Bound {
     }
 
     fn refresh_account(&self) {
-        let (users, sessions) = (&invalidation::USERS, &invalidation::SESSIONS);
+        use invalidation::{IDENTITIES, SESSIONS, USERS};
         let xact = invalidation::XACT_GEN.load(Relaxed);
         let fresh = self.account_stamp.get().is_some_and(|(u, s, until)| {
-            u == users.gen() && s == sessions.gen() && until.is_none_or(|x| x == xact)
+            u == accounts_gen() && s == SESSIONS.gen() && until.is_none_or(|x| x == xact)
         });
         if fresh {
             return;
         }
-        let until = users.trust_until_xact().or(sessions.trust_until_xact());
-        let stamp = (users.gen(), sessions.gen(), until);
-        let account = crate::account::load(&self.ident, &self.claims, self.our_session);
+        let until = USERS
+            .trust_until_xact()
+            .or(IDENTITIES.trust_until_xact())
+            .or(SESSIONS.trust_until_xact());
+        let stamp = (accounts_gen(), SESSIONS.gen(), until);
+        let account = crate::account::load(&self.ident, &self.owner, self.our_session);
         let roles_changed =
             self.with_roles(|r| r != account.roles.as_deref().unwrap_or(&self.ident.roles));
+        let id_changed = self.account.borrow().id != account.id;
         *self.account.borrow_mut() = account;
+        // Old datums stay in the transaction's memory: a caller may hold them.
         if roles_changed {
-            // The old datum stays in the transaction's memory: a caller may hold it.
             self.roles.set(None);
         }
+        if id_changed {
+            self.uid.set(None);
+        }
         self.account_stamp.set(Some(stamp));
+    }
+
+    /// The session of a token this database issued (signed by its own key).
+    pub fn our_session(&self) -> Option<pgrx::datum::Uuid> {
+        self.our_session
+    }
+
+    /// The id of the local account this token acts as (what `auth.uid()` returns), `Ok(None)`
+    /// when the token has no `sub`, or why it acts as no account.
+    pub fn local_id(&self) -> Result<Option<[u8; 16]>, LocalId> {
+        match (&self.owner, self.ident.uid) {
+            (_, auth_core::Uid::Absent) => Ok(None),
+            (Owner::Ours | Owner::Declared, auth_core::Uid::Uuid(b)) => Ok(Some(b)),
+            (Owner::Ours | Owner::Declared, auth_core::Uid::NotUuid) => Err(LocalId::NotUuid),
+            (Owner::Linked(_), _) => self.account.borrow().id.map(Some).ok_or(LocalId::NotLinked),
+            (Owner::Nobody, _) => Err(LocalId::UnboundKey),
+        }
     }
 
     /// TOKEN_REVOKED when the account is banned (at `now`), deleted, or the session revoked.
@@ -260,6 +307,17 @@ impl Bound {
             build()
         }
     }
+}
+
+/// Why a token acts as no local account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalId {
+    /// Its issuer owns accounts by id, but `sub` is not a uuid.
+    NotUuid,
+    /// Its issuer's subject is linked to no account.
+    NotLinked,
+    /// The key that verified it is bound to no issuer.
+    UnboundKey,
 }
 
 struct State {
@@ -339,9 +397,16 @@ pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Resul
         std::str::from_utf8(token).map_err(|_| AuthError::invalid_token("token is not UTF-8"))?;
     let keys = keys::current();
     let v = auth_core::verify_jwt(token, &keys.set, now, policy)?;
+    let ours = keys.generated.contains(&v.kid);
+    let owner = match keys.set.get(&v.kid).and_then(|e| e.issuer.as_ref()) {
+        _ if ours => Owner::Ours,
+        Some(i) if keys.account_issuers.contains(i) => Owner::Declared,
+        Some(i) => Owner::Linked(i.clone()),
+        None => Owner::Nobody,
+    };
     // Sessions are checked only for tokens our own keys signed: other issuers' session ids
     // mean nothing here.
-    let our_session = if keys.generated.contains(&v.kid) {
+    let our_session = if ours {
         v.claims
             .get("session_id")
             .and_then(Value::as_str)
@@ -359,6 +424,7 @@ pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Resul
         keys.fingerprint,
     )?;
     b.our_session = our_session;
+    b.owner = owner;
     Ok(b)
 }
 

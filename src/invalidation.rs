@@ -48,10 +48,6 @@ impl Watched {
         let x = XACT_GEN.load(Relaxed);
         (self.inval_xact.load(Relaxed) == x).then_some(x)
     }
-    /// Forces the next reader to reload (e.g. after waiting for another backend's commit).
-    pub fn bump(&self) {
-        self.gen.fetch_add(1, Relaxed);
-    }
     fn invalidate(&self) {
         self.gen.fetch_add(1, Relaxed);
         self.inval_xact.store(XACT_GEN.load(Relaxed), Relaxed);
@@ -63,7 +59,11 @@ pub static KEY_STORE: Watched = Watched::new("key_store");
 pub static USERS: Watched = Watched::new("users");
 /// auth.sessions: revocations.
 pub static SESSIONS: Watched = Watched::new("sessions");
-pub static WATCHED: [&Watched; 3] = [&KEY_STORE, &USERS, &SESSIONS];
+/// auth.account_issuers: which issuers own accounts by id (part of the key cache).
+pub static ACCOUNT_ISSUERS: Watched = Watched::new("account_issuers");
+/// auth.identities: links from (issuer, subject) to accounts.
+pub static IDENTITIES: Watched = Watched::new("identities");
+pub static WATCHED: [&Watched; 5] = [&KEY_STORE, &USERS, &SESSIONS, &ACCOUNT_ISSUERS, &IDENTITIES];
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {

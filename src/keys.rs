@@ -3,7 +3,7 @@
 //! reloaded when a relcache invalidation for the table arrives.
 
 use crate::errors::{invalid_parameter, spi_failed, OrRaise};
-use crate::invalidation::KEY_STORE;
+use crate::invalidation::{ACCOUNT_ISSUERS, KEY_STORE};
 use crate::privilege;
 use auth_core::jwk::{parse_jwks, Jwk};
 use auth_core::{KeyEntry, KeySet};
@@ -16,6 +16,8 @@ pub struct LoadedKeys {
     pub set: KeySet,
     /// Kids of our own signing keys (auth.generate_signing_key).
     pub generated: std::collections::HashSet<String>,
+    /// Issuers declared to own local accounts by id (`auth.account_issuers`).
+    pub account_issuers: std::collections::HashSet<String>,
     /// Hash of the rows the set was built from: identities verified against an identical set
     /// stay valid across reloads.
     pub fingerprint: u64,
@@ -28,10 +30,26 @@ static mut LOADED: Option<LoadedKeys> = None;
 // Runs as the owner with the search path pinned (privilege::as_owner); qualified anyway.
 // Times as integer microseconds since the Unix epoch (exact through jsonb), converted exactly
 // as `identity::transaction_now` converts the transaction time.
-const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
-     (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
-     (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, source) ORDER BY kid) \
-     FROM auth.key_store";
+const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_build_array(\
+     (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
+       (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
+       (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, source) ORDER BY kid) \
+      FROM auth.key_store), \
+     (SELECT pg_catalog.jsonb_agg(issuer ORDER BY issuer) FROM auth.account_issuers))";
+
+/// The audience that accepts any `aud` (or none): a choice made explicitly at `add_key`.
+pub const ANY_AUDIENCE: &str = "*";
+
+/// Together with the key store, the declared account issuers decide what a token may act as.
+pub fn gen() -> u64 {
+    KEY_STORE.gen() + ACCOUNT_ISSUERS.gen()
+}
+
+fn trust_until_xact() -> Option<u64> {
+    KEY_STORE
+        .trust_until_xact()
+        .or(ACCOUNT_ISSUERS.trust_until_xact())
+}
 
 /// The current key set, reloaded if a key changed since it was loaded.
 #[allow(static_mut_refs)]
@@ -39,9 +57,9 @@ pub fn current() -> &'static LoadedKeys {
     // SAFETY: a backend is single-threaded; the reference is not held across a reload.
     unsafe {
         let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
-        let fresh = LOADED.as_ref().is_some_and(|k| {
-            k.gen == KEY_STORE.gen() && k.trust_until_xact.is_none_or(|x| x == xact)
-        });
+        let fresh = LOADED
+            .as_ref()
+            .is_some_and(|k| k.gen == gen() && k.trust_until_xact.is_none_or(|x| x == xact));
         if !fresh {
             LOADED = Some(load());
         }
@@ -50,12 +68,14 @@ pub fn current() -> &'static LoadedKeys {
 }
 
 fn load() -> LoadedKeys {
-    let (oid, _) = privilege::locate(KEY_STORE.relname);
-    KEY_STORE.set_oid(oid);
+    for w in [&KEY_STORE, &ACCOUNT_ISSUERS] {
+        let (oid, _) = privilege::locate(w.relname);
+        w.set_oid(oid);
+    }
     // Read the counters before the rows: an invalidation arriving during the load forces
     // another load on the next call.
-    let gen = KEY_STORE.gen();
-    let trust_until_xact = KEY_STORE.trust_until_xact();
+    let gen = gen();
+    let trust_until_xact = trust_until_xact();
     let rows: Option<JsonB> = privilege::as_owner(|| {
         Spi::connect(|client| {
             client
@@ -65,9 +85,16 @@ fn load() -> LoadedKeys {
         })
     })
     .unwrap_or_else(|e| pgrx::error!("auth_ext: cannot read auth.key_store: {e}"));
-    let rows = rows.map(|j| j.0).unwrap_or(Value::Array(vec![]));
+    let loaded = rows.map(|j| j.0).unwrap_or(Value::Null);
     let mut hasher = DefaultHasher::new();
-    rows.to_string().hash(&mut hasher);
+    loaded.to_string().hash(&mut hasher);
+    let rows = loaded[0].clone();
+    let account_issuers = loaded[1]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     let mut set = KeySet::new();
     let mut generated = std::collections::HashSet::new();
     for row in rows.as_array().into_iter().flatten() {
@@ -76,11 +103,7 @@ fn load() -> LoadedKeys {
             generated.insert(kid.to_string());
         }
         let entry = Jwk::parse(&row[1]).and_then(|jwk| {
-            let audience = row[3].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            });
+            let audience = audience_binding(&row[3])?;
             KeyEntry::new(jwk, row[2].as_str().map(String::from), audience)
         });
         match entry {
@@ -103,24 +126,60 @@ fn load() -> LoadedKeys {
     LoadedKeys {
         set,
         generated,
+        account_issuers,
         fingerprint: hasher.finish(),
         gen,
         trust_until_xact,
     }
 }
 
+/// The stored audience as the core's binding: `{*}` is any audience (`None`); a row without
+/// an audience (written by hand, or by 0.1.0) is refused rather than taken as "any".
+fn audience_binding(v: &Value) -> auth_core::Result<Option<Vec<String>>> {
+    let list: Vec<String> = v
+        .as_array()
+        .ok_or_else(|| auth_core::AuthError::invalid_parameter("the key has no audience binding"))?
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    Ok((list != [ANY_AUDIENCE]).then_some(list))
+}
+
 fn micros_to_unix(v: &Value) -> Option<f64> {
     v.as_i64().map(crate::identity::unix_seconds_from_micros)
 }
 
+/// Issuers that name local identities in `auth.identities` (provider column): a key bound to
+/// one could assert those accounts.
+const LOCAL_PROVIDERS: [&str; 3] = ["email", "phone", "anonymous"];
+
 fn check_binding(issuer: Option<&str>, audience: &Option<Vec<String>>) {
-    if issuer.is_some_and(|i| i.is_empty()) {
-        invalid_parameter("issuer must not be empty (use NULL for no issuer check)");
-    }
-    if let Some(a) = audience {
-        if a.is_empty() || a.iter().any(|s| s.is_empty()) {
-            invalid_parameter("audience must be NULL or a non-empty array of non-empty strings");
+    if let Some(i) = issuer {
+        if i.is_empty() {
+            invalid_parameter("issuer must not be empty (use NULL for no issuer check)");
         }
+        if LOCAL_PROVIDERS.contains(&i) {
+            invalid_parameter(format!(
+                "issuer {i:?} names this database's own sign-in method; use the identity provider's issuer"
+            ));
+        }
+        if i == crate::gucs::issuer() {
+            invalid_parameter(
+                "issuer is this database's own (auth.issuer); its keys are made by auth.generate_signing_key()",
+            );
+        }
+    }
+    match audience {
+        None => invalid_parameter(
+            "audience is required: the aud values this key's tokens must carry (e.g. ARRAY['authenticated']), or ARRAY['*'] to accept any aud",
+        ),
+        Some(a) if a.is_empty() || a.iter().any(|s| s.is_empty()) => {
+            invalid_parameter("audience must be a non-empty array of non-empty strings")
+        }
+        Some(a) if a.len() > 1 && a.iter().any(|s| s == ANY_AUDIENCE) => {
+            invalid_parameter("audience '*' (any) stands alone")
+        }
+        Some(_) => {}
     }
 }
 
@@ -192,8 +251,8 @@ fn add_key(
     issuer: default!(Option<&str>, "NULL"),
     audience: default!(Option<Vec<String>>, "NULL"),
 ) -> String {
-    check_binding(issuer, &audience);
     let jwk = Jwk::parse(&jwk.0).or_raise();
+    check_binding(issuer, &audience);
     upsert(&jwk, issuer, &audience, "add_key");
     jwk.kid
 }
@@ -206,8 +265,8 @@ fn import_jwks(
     issuer: default!(Option<&str>, "NULL"),
     audience: default!(Option<Vec<String>>, "NULL"),
 ) -> i32 {
-    check_binding(issuer, &audience);
     let keys = parse_jwks(&jwks.0).or_raise();
+    check_binding(issuer, &audience);
     for jwk in &keys {
         upsert(jwk, issuer, &audience, "import_jwks");
     }

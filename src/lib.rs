@@ -57,6 +57,11 @@ extension_sql_file!(
     requires = ["sessions_sql"]
 );
 extension_sql_file!(
+    "../sql/070_account_issuers.sql",
+    name = "account_issuers_sql",
+    requires = ["session_admin_sql", invalidation::_invalidate_caches]
+);
+extension_sql_file!(
     "../sql/900_privileges.sql",
     name = "privileges_sql",
     finalize

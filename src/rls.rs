@@ -7,8 +7,8 @@
 //! stamp comparison that returns a datum cached for the token, with no allocation.
 
 use crate::errors::raise_with_hint;
-use crate::identity::{self, Bound};
-use auth_core::{AuthError, ErrorCode, Uid};
+use crate::identity::{self, Bound, LocalId};
+use auth_core::{AuthError, ErrorCode};
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
 
@@ -48,15 +48,26 @@ fn text_arg<'a>(fcinfo: pg_sys::FunctionCallInfo) -> &'a str {
     unsafe { pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0) }.unwrap_or("")
 }
 
+/// `auth.uid()`: the id of the local account the token acts as — `sub` for issuers that own
+/// accounts by id, the linked account for others — and an error, never another account's id,
+/// when it acts as none.
 fn uid_of(b: &Bound) -> Option<pg_sys::Datum> {
-    match &b.ident.uid {
-        Uid::Absent => None,
-        Uid::Uuid(bytes) => Some(b.uid_datum(bytes)),
-        Uid::NotUuid => raise_with_hint(
-            AuthError::invalid_claims("sub is not a uuid, so auth.uid() cannot return it"),
+    let (detail, hint) = match b.local_id() {
+        Ok(id) => return id.map(|bytes| b.uid_datum(&bytes)),
+        Err(LocalId::NotUuid) => (
+            "sub is not a uuid, so auth.uid() cannot return it",
             "Use auth.user_id(), which returns sub as text, for identity providers whose user ids are not uuids.",
         ),
-    }
+        Err(LocalId::NotLinked) => (
+            "the token's issuer and subject are linked to no account of this database",
+            "auth.user_id() returns the issuer's subject; auth.ensure_user() links it to an account; auth.add_account_issuer(issuer) declares an issuer whose subjects are this database's user ids.",
+        ),
+        Err(LocalId::UnboundKey) => (
+            "the key that verified the token is bound to no issuer, so the token names no account of this database",
+            "auth.user_id() returns the subject; bind the key to its issuer (auth.add_key(jwk, issuer, audience)) to link or declare its accounts.",
+        ),
+    };
+    raise_with_hint(AuthError::invalid_claims(detail), hint)
 }
 
 sql_function!(auth_uid, pg_finfo_auth_uid, |fcinfo| {

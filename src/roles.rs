@@ -428,8 +428,10 @@ fn trigger_shapes() -> [(&'static str, &'static str, &'static str); 4] {
 }
 
 fn trigger_name(role: &str, user_column: &str) -> String {
-    let key = auth_core::lockout::email_key(&format!("{role}\n{user_column}"));
-    format!("auth_role_sync_{}", &key[..12])
+    format!(
+        "auth_role_sync_{}",
+        auth_core::roles::trigger_suffix(role, user_column)
+    )
 }
 
 /// The table's name as SQL would print it (schema-qualified when not on the search_path).

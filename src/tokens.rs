@@ -44,6 +44,8 @@ fn signers() -> &'static [Signer] {
             s.keys_gen == KEY_STORE.gen() && s.trust_until_xact.is_none_or(|x| x == xact)
         });
         if !fresh {
+            // Watch the key store from now on, so that a key made later is seen.
+            KEY_STORE.set_oid(crate::privilege::locate(KEY_STORE.relname).0);
             let (keys_gen, trust_until_xact) = (KEY_STORE.gen(), KEY_STORE.trust_until_xact());
             let rows: Vec<(String, String, Vec<u8>)> = Spi::connect(|c| {
                 c.select(
@@ -132,8 +134,8 @@ fn generate(alg: Alg) -> String {
     kid
 }
 
-/// The signer for `kid`, or the current one — generated (ES256) on first need, so that
-/// sign-in works right after CREATE EXTENSION — with its issuer.
+/// The signer for `kid`, or the current one, with its issuer. Never makes a key: issuing
+/// tokens is set up explicitly, by `auth.generate_signing_key()`.
 fn signer(kid: Option<&str>) -> (&'static Signer, String) {
     if let Some(k) = kid {
         let Some(s) = signers().iter().find(|s| s.kid == k) else {
@@ -146,20 +148,17 @@ fn signer(kid: Option<&str>) -> (&'static Signer, String) {
             ))
         });
     }
-    if let Some(s) = current_signer() {
-        return s;
-    }
-    // Serialise the first generation across backends; then look again, since another
-    // backend may have made one while this one waited.
-    Spi::run("SELECT pg_advisory_xact_lock(7146, 1)").unwrap_or_else(|e| spi_failed(e));
-    crate::invalidation::KEY_STORE.bump();
-    if let Some(s) = current_signer() {
-        return s;
-    }
-    pgrx::notice!("auth_ext: no active signing key; generating an ES256 key");
-    generate(Alg::ES256);
-    crate::invalidation::KEY_STORE.bump();
-    current_signer().expect("a key was just generated")
+    current_signer().unwrap_or_else(|| {
+        raise(AuthError::new(
+            ErrorCode::NotConfigured,
+            "no active signing key; the extension owner creates one with SELECT auth.generate_signing_key()",
+        ))
+    })
+}
+
+/// NOT_CONFIGURED unless a signing key is active: checked before a sign-in judges anything.
+pub fn require_signing_key() {
+    signer(None);
 }
 
 /// Generates a signing key (ES256, EdDSA, RS256 with 2048 bits, or HS256), trusts it for
@@ -338,6 +337,7 @@ fn revoked(detail: &str) -> ! {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn refresh(refresh_token: &str) -> JsonB {
+    crate::errors::require_writable("auth.refresh");
     let hash = signing::token_hash(refresh_token);
     // The row lock makes concurrent refreshes of one token take turns: exactly one rotates.
     let p = Spi::connect_mut(|c| {
@@ -381,12 +381,15 @@ fn refresh(refresh_token: &str) -> JsonB {
     }
     if p.rotated && !p.within_reuse {
         // Reuse of a rotated token: someone else may hold the chain. End the session, and make
-        // that stick although this call fails.
-        let _ = autonomous::run(&[Op::RevokeSession {
+        // that stick although this call fails; if that cannot be recorded, say so (the token
+        // is refused either way, and the next presentation tries again).
+        if let Err(f) = autonomous::run(&[Op::RevokeSession {
             session_id: p.session_id.to_string(),
             user_id: p.user_id.to_string(),
             reason: "refresh_token_reused".into(),
-        }]);
+        }]) {
+            crate::credentials::unavailable(&f);
+        }
         revoked("refresh token reused; the session has been revoked");
     }
     if p.expired {
@@ -453,22 +456,22 @@ fn refresh(refresh_token: &str) -> JsonB {
     token_response(p.user_id, p.session_id, &next, "refresh")
 }
 
+/// The user and session of the bound token, which must be one this database issued: sessions
+/// of other issuers are theirs to end, and their subjects are not our users.
 fn bound_session() -> (Uuid, Uuid) {
     let b = identity::current()
         .unwrap_or_else(|| raise(AuthError::invalid_token("no token is bound (set auth.jwt)")));
+    let sid = b.our_session().unwrap_or_else(|| {
+        raise(AuthError::invalid_claims(
+            "auth.sign_out needs a token this database issued (signed by its own key, with a session_id)",
+        ))
+    });
     let uid = match b.ident.uid {
         auth_core::Uid::Uuid(bytes) => Uuid::from_bytes(bytes),
         _ => raise(AuthError::invalid_claims(
             "sub is not a user id of this database",
         )),
     };
-    let sid = b
-        .claims
-        .get("session_id")
-        .and_then(Value::as_str)
-        .and_then(auth_core::identity::parse_uuid)
-        .map(Uuid::from_bytes)
-        .unwrap_or_else(|| raise(AuthError::invalid_claims("the token has no session_id")));
     (uid, sid)
 }
 
@@ -478,6 +481,7 @@ fn bound_session() -> (Uuid, Uuid) {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn sign_out(scope: default!(&str, "'local'")) -> i64 {
+    crate::errors::require_writable("auth.sign_out");
     let (uid, sid) = bound_session();
     let filter = match scope {
         "local" => "id = $2",

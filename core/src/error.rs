@@ -15,6 +15,13 @@ pub enum ErrorCode {
     InvalidCredentials,
     AccountLocked,
     InvalidParameter,
+    /// A write (sign-in bookkeeping, sessions) asked of a read-only transaction or a standby.
+    ReadOnly,
+    /// What must be recorded first could not be (no worker slot, the worker timed out):
+    /// nothing was checked; retrying later is safe.
+    Unavailable,
+    /// The database lacks what the call needs (e.g. an active signing key).
+    NotConfigured,
 }
 
 impl ErrorCode {
@@ -29,6 +36,9 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "INVALID_CREDENTIALS",
             ErrorCode::AccountLocked => "ACCOUNT_LOCKED",
             ErrorCode::InvalidParameter => "INVALID_PARAMETER",
+            ErrorCode::ReadOnly => "READ_ONLY",
+            ErrorCode::Unavailable => "TEMPORARILY_UNAVAILABLE",
+            ErrorCode::NotConfigured => "NOT_CONFIGURED",
         }
     }
 
@@ -38,6 +48,9 @@ impl ErrorCode {
             ErrorCode::InsufficientPermissions => "42501",
             ErrorCode::InvalidCredentials => "28P01",
             ErrorCode::InvalidParameter => "22023",
+            ErrorCode::ReadOnly => "25006",
+            ErrorCode::Unavailable => "53000",
+            ErrorCode::NotConfigured => "55000",
             _ => "28000",
         }
     }
@@ -54,6 +67,13 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => "invalid email or password",
             ErrorCode::AccountLocked => "the account is temporarily locked",
             ErrorCode::InvalidParameter => "invalid parameter",
+            ErrorCode::ReadOnly => {
+                "this writes and cannot run in a read-only transaction or on a standby"
+            }
+            ErrorCode::Unavailable => {
+                "the attempt could not be recorded; nothing was checked; retry"
+            }
+            ErrorCode::NotConfigured => "the database is not set up for this",
         }
     }
 }

@@ -12,7 +12,6 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod keyset;
-pub mod lockout;
 pub mod password;
 pub mod roles;
 pub mod signing;

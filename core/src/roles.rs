@@ -7,6 +7,18 @@
 //! kept; manual roles never leave; a granted role is present whatever was done by hand.
 
 /// Sorted, duplicate-free.
+/// The suffix naming the sync triggers of one (role, user column) registration: 12 hex digits
+/// of the SHA-256 of the lower-cased pair (lower-cased as in 0.1.0, whose installed triggers
+/// carry these names).
+pub fn trigger_suffix(role: &str, user_column: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("{role}\n{user_column}").to_lowercase().as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn normalise(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v.dedup();
