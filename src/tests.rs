@@ -47,7 +47,18 @@ mod tests {
         Spi::get_one::<String>(query).unwrap()
     }
 
+    /// The fixture IdP's keys, and its subjects declared to be this database's user ids.
     fn add_fixture_keys() {
+        Spi::run(&format!(
+            "SELECT auth.add_account_issuer({})",
+            lit(fixtures()["issuer"].as_str().unwrap())
+        ))
+        .unwrap();
+        add_idp_keys();
+    }
+
+    /// The fixture IdP's keys, bound to its issuer (which owns no accounts by id).
+    fn add_idp_keys() {
         let f = fixtures();
         for (_, key) in f["keys"].as_object().unwrap() {
             Spi::run(&format!(
@@ -393,8 +404,14 @@ mod tests {
             "{r}"
         );
         // Adding the key again re-activates it.
-        let key = fixtures()["keys"]["ES256"].to_string();
-        Spi::run(&format!("SELECT auth.add_key({}::jsonb)", lit(&key))).unwrap();
+        let f = fixtures();
+        Spi::run(&format!(
+            "SELECT auth.add_key({}::jsonb, {}, ARRAY[{}])",
+            lit(&f["keys"]["ES256"].to_string()),
+            lit(f["issuer"].as_str().unwrap()),
+            lit(f["audience"].as_str().unwrap())
+        ))
+        .unwrap();
         assert!(try_sql("SELECT auth.uid()::text").starts_with("ok "));
         // Deleting the key (by hand) is seen too.
         Spi::run("DELETE FROM auth.key_store WHERE kid = 'fx-es256'").unwrap();
@@ -453,7 +470,7 @@ mod tests {
         let secret = [7u8; 32];
         let key = json!({"kty": "oct", "alg": "HS256", "kid": "dyn", "k": auth_core::b64::encode(&secret)});
         Spi::run(&format!(
-            "SELECT auth.add_key({}::jsonb)",
+            "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
             lit(&key.to_string())
         ))
         .unwrap();
@@ -557,25 +574,37 @@ mod tests {
         }
         let ed = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1"}"#;
         assert_eq!(
-            one(&format!("SELECT auth.add_key({}::jsonb)", lit(ed))).as_deref(),
+            one(&format!(
+                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                lit(ed)
+            ))
+            .as_deref(),
             Some("k1")
         );
         assert_eq!(
-            one(&format!("SELECT auth.add_key({}::jsonb)", lit(ed))).as_deref(),
+            one(&format!(
+                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                lit(ed)
+            ))
+            .as_deref(),
             Some("k1"),
             "idempotent"
         );
         let other =
             json!({"kty":"OKP","crv":"Ed25519","kid":"k1","x": fixtures()["keys"]["EdDSA"]["x"]});
         let r = try_sql(&format!(
-            "SELECT auth.add_key({}::jsonb)",
+            "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
             lit(&other.to_string())
         ));
         assert!(r.starts_with("22023") && r.contains("different key"), "{r}");
         let no_kid =
             r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
         assert_eq!(
-            one(&format!("SELECT auth.add_key({}::jsonb)", lit(no_kid))).as_deref(),
+            one(&format!(
+                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                lit(no_kid)
+            ))
+            .as_deref(),
             Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
         );
         let r = try_sql(&format!(
@@ -595,7 +624,7 @@ mod tests {
         let jwks = json!({"keys": [f["keys"]["ES256"], f["keys"]["RS256"], f["keys"]["EdDSA"]]});
         assert_eq!(
             Spi::get_one::<i32>(&format!(
-                "SELECT auth.import_jwks({}::jsonb, 'https://idp')",
+                "SELECT auth.import_jwks({}::jsonb, 'https://idp', ARRAY['*'])",
                 lit(&jwks.to_string())
             ))
             .unwrap(),
@@ -682,6 +711,12 @@ mod tests {
     fn fast_hashing() {
         Spi::run("SET LOCAL auth.argon2_memory_kib = 1024").unwrap();
         Spi::run("SET LOCAL auth.argon2_iterations = 1").unwrap();
+    }
+
+    /// Cheap hashing and an active signing key (sign-in never makes one itself).
+    fn sign_in_setup() -> String {
+        fast_hashing();
+        one("SELECT auth.generate_signing_key()").unwrap()
     }
 
     #[pg_test]
@@ -778,7 +813,7 @@ mod tests {
 
     #[pg_test]
     fn sign_up_and_sign_in() {
-        fast_hashing();
+        sign_in_setup();
         let id = one("SELECT auth.sign_up('Carol@Example.TEST', 'long enough pw', '{\"name\": \"Carol\"}')::text").unwrap();
         let row = one(&format!(
             "SELECT jsonb_build_object('email', email, 'meta', raw_user_meta_data, 'argon', encrypted_password LIKE '$argon2id$%')::text FROM auth.users WHERE id = '{id}'"
@@ -832,7 +867,7 @@ mod tests {
 
     #[pg_test]
     fn sign_in_failures_look_alike() {
-        fast_hashing();
+        sign_in_setup();
         Spi::run("SELECT auth.sign_up('erin@example.test', 'long enough pw')").unwrap();
         let wrong = try_sql("SELECT auth.sign_in('erin@example.test', 'wrong password')::text");
         let unknown = try_sql("SELECT auth.sign_in('nobody@example.test', 'wrong password')::text");
@@ -854,7 +889,7 @@ mod tests {
 
     #[pg_test]
     fn bcrypt_imports_are_upgraded_on_sign_in() {
-        fast_hashing();
+        sign_in_setup();
         // A GoTrue-style bcrypt hash made by pyca/bcrypt (tests/fixtures/password_hashes.json).
         let doc: Value =
             serde_json::from_str(include_str!("../tests/fixtures/password_hashes.json")).unwrap();
@@ -895,7 +930,8 @@ mod tests {
 
     #[pg_test]
     fn ensure_user_for_external_identities() {
-        add_fixture_keys();
+        // The IdP owns no accounts by id: its identities are linked in auth.identities.
+        add_idp_keys();
         assert_eq!(one("SELECT auth.ensure_user()::text"), None, "anonymous");
         bind(&case("clerk_subject"));
         let id = one("SELECT auth.ensure_user()::text").unwrap();
@@ -909,15 +945,89 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(ident, "https://idp.fixtures.test user_2abcDEF");
-        // A uuid subject that is free becomes the user id, so auth.uid() = users.id.
+        // auth.uid() is the linked account's id.
+        assert_eq!(one("SELECT auth.uid()::text").as_deref(), Some(id.as_str()));
+        // A uuid subject that is free becomes the user id, so auth.uid() = sub.
         bind(&case("bob"));
+        let r = try_sql("SELECT auth.uid()::text");
+        assert!(
+            r.starts_with("28000 INVALID_CLAIMS") && r.contains("linked to no account"),
+            "not linked yet: {r}"
+        );
         let bob = one("SELECT auth.ensure_user()::text").unwrap();
+        assert_eq!(bob, fixtures()["bob"].as_str().unwrap());
         assert_eq!(Some(bob), one("SELECT auth.uid()::text"));
     }
 
     #[pg_test]
+    fn issuer_confusion_is_refused() {
+        sign_in_setup();
+        add_idp_keys();
+        // A local account, and the IdP (a trusted issuer) minting a token with its id as sub.
+        let local =
+            one("SELECT auth.sign_up('victim@example.test', 'long enough pw')::text").unwrap();
+        Spi::run(&format!(
+            "UPDATE auth.users SET raw_app_meta_data = '{{\"roles\": [\"admin\"]}}' WHERE id = '{local}'"
+        ))
+        .unwrap();
+        // Another trusted issuer, whose tokens the attacker controls.
+        let secret = [9u8; 32];
+        Spi::run(&format!(
+            "SELECT auth.add_key({}::jsonb, 'https://other.example', ARRAY['authenticated'])",
+            lit(&json!({"kty": "oct", "alg": "HS256", "kid": "other", "k": auth_core::b64::encode(&secret)}).to_string())
+        ))
+        .unwrap();
+        let now = Spi::get_one::<f64>("SELECT extract(epoch FROM now())::float8")
+            .unwrap()
+            .unwrap() as i64;
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("other".into());
+        let token = jsonwebtoken::encode(
+            &h,
+            &json!({"sub": local, "iss": "https://other.example", "aud": "authenticated", "exp": now + 600,
+                    "app_metadata": {"roles": ["viewer"]}}),
+            &jsonwebtoken::EncodingKey::from_secret(&secret),
+        )
+        .unwrap();
+        bind(&token);
+        // Not the local account: not its id, not its roles.
+        let r = try_sql("SELECT auth.uid()::text");
+        assert!(r.starts_with("28000 INVALID_CLAIMS"), "{r}");
+        assert_eq!(
+            one("SELECT auth.user_id()").as_deref(),
+            Some(local.as_str())
+        );
+        assert_eq!(
+            one("SELECT auth.roles()::text").as_deref(),
+            Some("{viewer}")
+        );
+        assert!(try_sql("SELECT auth.sign_out('global')::text").starts_with("28000 INVALID_CLAIMS"));
+        // Linking it makes a new account, never the local one.
+        let linked = one("SELECT auth.ensure_user()::text").unwrap();
+        assert_ne!(linked, local);
+        assert_eq!(one("SELECT auth.uid()::text"), Some(linked));
+        // Declared as owning accounts by id, the issuer's sub is the account.
+        Spi::run("SELECT auth.add_account_issuer('https://other.example')").unwrap();
+        assert_eq!(one("SELECT auth.uid()::text"), Some(local.clone()));
+        assert_eq!(one("SELECT auth.roles()::text").as_deref(), Some("{admin}"));
+        Spi::run("SELECT auth.drop_account_issuer('https://other.example')").unwrap();
+        assert_ne!(one("SELECT auth.uid()::text"), Some(local.clone()));
+        // Our own token: ensure_user returns the user and creates nothing.
+        let session =
+            token_response("SELECT auth.sign_in('victim@example.test', 'long enough pw')::text");
+        bind(session["access_token"].as_str().unwrap());
+        let users = one("SELECT count(*)::text FROM auth.users");
+        assert_eq!(one("SELECT auth.ensure_user()::text"), Some(local.clone()));
+        assert_eq!(one("SELECT count(*)::text FROM auth.users"), users);
+        assert_eq!(
+            one("SELECT count(*)::text FROM auth.identities WHERE user_id = auth.uid() AND provider <> 'email'").as_deref(),
+            Some("0")
+        );
+    }
+
+    #[pg_test]
     fn user_tables_are_private() {
-        fast_hashing();
+        sign_in_setup();
         Spi::run("CREATE ROLE auth_ext_test_user2 NOLOGIN").unwrap();
         Spi::run("SET LOCAL ROLE auth_ext_test_user2").unwrap();
         for q in [
@@ -1019,7 +1129,7 @@ mod tests {
                 .unwrap();
         assert_eq!(header["kid"], fresh.as_str());
         // Key events are audited, with the kid and without key material.
-        Spi::run(r#"SELECT auth.add_key('{"kty": "oct", "alg": "HS256", "kid": "audit-test", "k": "YW4gaG1hYyBzZWNyZXQgZm9yIHRoZSBhdWRpdCB0ZXN0"}')"#).unwrap();
+        Spi::run(r#"SELECT auth.add_key('{"kty": "oct", "alg": "HS256", "kid": "audit-test", "k": "YW4gaG1hYyBzZWNyZXQgZm9yIHRoZSBhdWRpdCB0ZXN0"}', NULL, ARRAY['*'])"#).unwrap();
         let audit = one("SELECT string_agg(event || ' ' || details::text, E'\n' ORDER BY id) FROM auth.audit_log").unwrap();
         for e in ["signing_key_generated", "key_added", "key_retired"] {
             assert!(audit.contains(e), "{e} not in {audit}");
@@ -1030,7 +1140,7 @@ mod tests {
 
     #[pg_test]
     fn sign_in_issues_supabase_shaped_tokens() {
-        fast_hashing();
+        sign_in_setup();
         let id = one("SELECT auth.sign_up('hank@example.test', 'long enough pw', '{\"name\": \"Hank\"}')::text").unwrap();
         let r = token_response("SELECT auth.sign_in('hank@example.test', 'long enough pw')::text");
         assert_eq!(r["token_type"], "bearer");
@@ -1084,7 +1194,7 @@ mod tests {
 
     #[pg_test]
     fn refresh_rotates_and_retries_get_the_same_successor() {
-        fast_hashing();
+        sign_in_setup();
         Spi::run("SELECT auth.sign_up('ivy@example.test', 'long enough pw')").unwrap();
         let r = token_response("SELECT auth.sign_in('ivy@example.test', 'long enough pw')::text");
         let first = r["refresh_token"].as_str().unwrap().to_string();
@@ -1129,7 +1239,7 @@ mod tests {
 
     #[pg_test]
     fn sign_out_and_bans_revoke_access_tokens() {
-        fast_hashing();
+        sign_in_setup();
         let id = one("SELECT auth.sign_up('jack@example.test', 'long enough pw')::text").unwrap();
         let a = token_response("SELECT auth.sign_in('jack@example.test', 'long enough pw')::text");
         let b = token_response("SELECT auth.sign_in('jack@example.test', 'long enough pw')::text");
@@ -1232,7 +1342,7 @@ mod tests {
         assert!(try_sql("SELECT auth.refresh('x')::text").starts_with("28000 INVALID_TOKEN"));
         Spi::run("RESET ROLE").unwrap();
         // Something to purge: an expired refresh token and an audit row past the age given.
-        fast_hashing();
+        sign_in_setup();
         Spi::run("SELECT auth.sign_up('kim@example.test', 'long enough pw')").unwrap();
         let r = token_response("SELECT auth.sign_in('kim@example.test', 'long enough pw')::text");
         Spi::run("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 second'")

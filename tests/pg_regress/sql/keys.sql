@@ -2,8 +2,14 @@
 \set VERBOSITY terse
 -- A public key with an explicit kid, bound to an issuer and an audience.
 SELECT auth.add_key(fixtures.key('ES256'), 'https://idp.fixtures.test', ARRAY['authenticated']);
--- A key without kid gets its RFC 7638 thumbprint (RFC 8037 A.3 example key).
-SELECT auth.add_key('{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}');
+-- The audience is an explicit choice: the aud values the key's tokens must carry, or '*'.
+SELECT fixtures.try($$ SELECT auth.add_key('{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}') $$);
+-- A key without kid gets its RFC 7638 thumbprint (RFC 8037 A.3 example key). Bound to no
+-- issuer, accepting any aud: its tokens verify, but name no account of this database.
+SELECT auth.add_key('{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}', NULL, ARRAY['*']);
+-- A key cannot be bound to this database's own issuer or to a local sign-in method.
+SELECT fixtures.try($$ SELECT auth.add_key(fixtures.key('ES384'), 'auth_ext', ARRAY['authenticated']) $$);
+SELECT fixtures.try($$ SELECT auth.add_key(fixtures.key('ES384'), 'email', ARRAY['authenticated']) $$);
 -- A JWKS document as published at /.well-known/jwks.json.
 SELECT auth.import_jwks(jsonb_build_object('keys', jsonb_build_array(fixtures.key('RS256'), fixtures.key('EdDSA'))),
                         'https://idp.fixtures.test', ARRAY['authenticated']);
@@ -41,7 +47,7 @@ RESET ROLE;
 -- A DBA may delegate key management.
 GRANT EXECUTE ON FUNCTION auth.add_key(jsonb, text, text[]) TO regress_key_reader;
 SET ROLE regress_key_reader;
-SELECT auth.add_key(fixtures.key('ES384'));
+SELECT auth.add_key(fixtures.key('ES384'), 'https://idp.fixtures.test', ARRAY['authenticated']);
 RESET ROLE;
 DROP OWNED BY regress_key_reader;
 DROP ROLE regress_key_reader;

@@ -3,6 +3,9 @@
 \set VERBOSITY terse
 SELECT auth.add_key(fixtures.key(alg), 'https://idp.fixtures.test', ARRAY['authenticated'])
   FROM unnest(ARRAY['ES256', 'RS256', 'EdDSA', 'HS256']) AS alg;
+-- Identity is (issuer, subject). This IdP's subjects are this database's user ids (the uuids
+-- in notes.owner): say so, or auth.uid() refuses to turn its tokens into local ids.
+SELECT auth.add_account_issuer('https://idp.fixtures.test');
 CREATE TABLE notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
 INSERT INTO notes (owner, body) VALUES
   ('8d8ac610-566d-4ef0-9c22-186b2a5ed793', 'alice: groceries'),
