@@ -5,7 +5,9 @@
 \echo '== 1. The DBA installs the extension and trusts the identity provider''s JWKS'
 CREATE EXTENSION auth_ext;
 SELECT auth.import_jwks(:'jwks'::jsonb, :'issuer', ARRAY['authenticated']) AS keys_imported;
-SELECT kid, alg, issuer FROM auth.keys;
+-- Identity is (issuer, subject): this provider's subjects are this database's user ids.
+SELECT auth.add_account_issuer(:'issuer');
+SELECT kid, alg, issuer, audience FROM auth.keys;
 
 \echo '== 2. A table protected by row level security: each user sees only their own notes'
 CREATE TABLE notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
@@ -49,7 +51,10 @@ SELECT body FROM notes;
 \echo 'SQLSTATE' :LAST_ERROR_SQLSTATE
 ROLLBACK;
 
-\echo '== 8. Or auth_ext is the auth server: sign up, sign in, and the access token works like any other'
+\echo '== 8. Or auth_ext is the auth server: the owner makes a signing key, then sign up, sign in, and the access token works like any other'
+RESET ROLE;
+SELECT auth.generate_signing_key('ES256') IS NOT NULL AS signing_key_made;
+SET ROLE app_user;
 SELECT auth.sign_up('carol@example.test', 'correct horse battery staple') AS carol \gset
 RESET ROLE;
 INSERT INTO notes (owner, body) VALUES (:'carol', 'carol: water the plants');

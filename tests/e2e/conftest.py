@@ -74,6 +74,8 @@ def cluster():
             conn.execute("CREATE DATABASE e2e")
         with c.connect(autocommit=True) as conn:
             conn.execute("CREATE EXTENSION auth_ext")
+            # Sign-in issues tokens, and never makes its own signing key.
+            conn.execute("SELECT auth.generate_signing_key()")
             conn.execute("CREATE ROLE app_user LOGIN")
         yield c
     finally:
@@ -86,6 +88,8 @@ def signer(cluster):
     with cluster.connect(autocommit=True) as conn:
         for alg in s.private:
             conn.execute("SELECT auth.add_key(%s::jsonb, %s, ARRAY[%s])", (json.dumps(s.public_jwk(alg)), ISSUER, AUDIENCE))
+        # The test IdP's subjects (ALICE, BOB) are this database's user ids.
+        conn.execute("SELECT auth.add_account_issuer(%s)", (ISSUER,))
     return s
 
 

@@ -174,8 +174,8 @@ def test_small_order_ed25519_keys_refused_everywhere(cluster, x, label):
     jwks = json.dumps({"keys": [okp(x)]})
     token = forged_token()
     calls = [
-        ("SELECT auth.add_key(%s::jsonb)", (jwk,)),
-        ("SELECT auth.import_jwks(%s::jsonb)", (jwks,)),
+        ("SELECT auth.add_key(%s::jsonb, NULL, ARRAY['*'])", (jwk,)),
+        ("SELECT auth.import_jwks(%s::jsonb, NULL, ARRAY['*'])", (jwks,)),
         ("SELECT auth.verify(%s, %s::jsonb)", (token, jwk)),
         ("SELECT auth.verify_jws(%s, %s::jsonb)", (token, jwk)),
         ("SELECT auth.verify_jws(%s, %s::jsonb)", (token, jwks)),

@@ -1,5 +1,6 @@
 """Issue 3 end to end: lockout that survives rollbacks and concurrency, imports from pgcrypto,
 hashes checked by an independent implementation, just-in-time users, dump/restore."""
+import json
 import os
 import subprocess
 import threading
@@ -64,7 +65,10 @@ def test_failures_survive_rollback_and_lock(cluster, fast_app_user):
         assert attempt(conn, email, "long enough pw") == "28000 ACCOUNT_LOCKED"
 
 
-def test_lock_expires_and_success_resets(cluster, fast_app_user):
+def test_lock_expires_and_success_gives_back_only_its_own_attempt(cluster, fast_app_user):
+    """At most auth.max_failed_sign_ins passwords are judged per email and run: a success
+    gives back its own reservation, not the failures before it; a run ends when its lock
+    expires or auth.lockout_seconds pass without an attempt."""
     with cluster.connect(autocommit=True) as admin:
         admin.execute("ALTER ROLE app_user SET auth.lockout_seconds = 2")
     try:
@@ -75,16 +79,19 @@ def test_lock_expires_and_success_resets(cluster, fast_app_user):
             assert attempt(conn, email, "long enough pw") == "28000 ACCOUNT_LOCKED"
             time.sleep(2.5)
             assert attempt(conn, email, "long enough pw") == "ok", "the lock expired"
-            conn.execute("SELECT auth.sign_in(%s, %s)", (email, "long enough pw"))
-            conn.commit()
-            assert failed_count(cluster, email) == 0, "a success resets the count"
+            assert failed_count(cluster, email) == 0, "the success gave its attempt back"
             for _ in range(4):
                 attempt(conn, email, "nope")
-            conn.execute("SELECT auth.sign_in(%s, %s)", (email, "long enough pw"))
-            conn.commit()
+            assert attempt(conn, email, "long enough pw") == "ok"
+            assert failed_count(cluster, email) == 4, "a success does not erase earlier failures"
+            assert attempt(conn, email, "nope") == "28P01 INVALID_CREDENTIALS", "the 5th is judged"
+            assert attempt(conn, email, "long enough pw") == "28000 ACCOUNT_LOCKED"
+            time.sleep(2.5)
             for _ in range(4):
                 assert attempt(conn, email, "nope") == "28P01 INVALID_CREDENTIALS"
-            assert attempt(conn, email, "long enough pw") == "ok", "4 + 4 failures with a success between: not locked"
+            time.sleep(2.5)
+            assert attempt(conn, email, "nope") == "28P01 INVALID_CREDENTIALS"
+            assert failed_count(cluster, email) == 1, "a quiet period ends the run"
     finally:
         with cluster.connect(autocommit=True) as admin:
             admin.execute("ALTER ROLE app_user RESET auth.lockout_seconds")
@@ -115,18 +122,28 @@ def test_concurrent_failures_are_all_counted(cluster, fast_app_user):
             admin.execute("ALTER ROLE app_user RESET auth.max_failed_sign_ins")
 
 
-def test_unknown_emails_cost_a_dummy_hash_and_lock_too(cluster, fast_app_user):
-    email = f"ghost{uuid.uuid4().hex[:8]}@example.test"
-    notices = []
+def test_unknown_emails_lock_too_and_say_nothing(cluster, fast_app_user):
+    """An unknown email fails, counts and locks exactly like a real one, and no message a
+    client can see (at any client_min_messages) tells them apart."""
+    ghost = f"ghost{uuid.uuid4().hex[:8]}@example.test"
+    heard = {}
     with cluster.connect(user="app_user") as conn:
-        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-        conn.execute("SET client_min_messages = debug1")
-        assert attempt(conn, email, "whatever") == "28P01 INVALID_CREDENTIALS"
-        assert any("dummy hash" in n for n in notices), notices
+        real = new_user(conn)
+        for email in (ghost, real):
+            notices = []
+            conn.add_notice_handler(notices.append)
+            conn.execute("SET client_min_messages = debug5")
+            conn.commit()
+            assert attempt(conn, email, "whatever") == "28P01 INVALID_CREDENTIALS"
+            heard[email] = [n.message_primary for n in notices if n.message_primary]
+            conn.remove_notice_handler(notices.append)
+            conn.execute("RESET client_min_messages")
+            conn.commit()
+        assert heard[ghost] == heard[real], heard
+        assert not any("auth_ext" in m or "hash" in m for m in heard[real]), heard
         for _ in range(4):
-            attempt(conn, email, "whatever")
-        # Lockout reveals nothing about existence: unknown emails lock like real ones.
-        assert attempt(conn, email, "whatever") == "28000 ACCOUNT_LOCKED"
+            attempt(conn, ghost, "whatever")
+        assert attempt(conn, ghost, "whatever") == "28000 ACCOUNT_LOCKED"
 
 
 def test_pgcrypto_bcrypt_hashes_import_and_upgrade(cluster, fast_app_user):
@@ -166,8 +183,15 @@ def test_our_hashes_verify_with_argon2_cffi(cluster):
 
 
 def test_ensure_user_once_under_concurrency(cluster, signer):
+    # A Clerk-like IdP: its own key bound to its issuer, which owns no accounts by id here.
+    clerk = signer.__class__()
+    clerk.kids = {alg: f"e2e-clerk-{alg.lower()}" for alg in clerk.kids}
+    clerk_issuer = "https://clerk.e2e.test"
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("SELECT auth.add_key(%s::jsonb, %s, ARRAY['*'])",
+                      (json.dumps(clerk.public_jwk("ES256")), clerk_issuer))
     sub = f"user_{uuid.uuid4().hex[:10]}"  # a Clerk-style id, first seen now
-    token = signer.token(sub=sub, email=f"{sub}@clerk.example")
+    token = clerk.token(sub=sub, email=f"{sub}@clerk.example", iss=clerk_issuer)
     barrier = threading.Barrier(8)
     ids = []
 
@@ -185,8 +209,9 @@ def test_ensure_user_once_under_concurrency(cluster, signer):
         t.join()
     assert len(ids) == 8 and len(set(ids)) == 1, ids
     with cluster.connect(autocommit=True) as admin:
-        n = admin.execute("SELECT count(*) FROM auth.identities WHERE provider = %s AND provider_id = %s", (ISSUER, sub)).fetchone()[0]
+        n = admin.execute("SELECT count(*) FROM auth.identities WHERE provider = %s AND provider_id = %s", (clerk_issuer, sub)).fetchone()[0]
         assert n == 1
+        admin.execute("DELETE FROM auth.key_store WHERE kid LIKE 'e2e-clerk-%'")
 
 
 def test_dump_and_restore_keep_users_identities_and_keys(cluster, signer, fast_app_user):

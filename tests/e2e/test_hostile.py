@@ -699,14 +699,14 @@ def failed_count(w, db, email):
 
 
 def ep_sign_in_failure(w, a, s):
-    """A failure starts the bookkeeping worker (records it although the call rolls back); a
-    success after it starts the worker again (resets the count)."""
+    """A failure is reserved by the bookkeeping worker before it is judged (recorded although
+    the call rolls back); a success after it gives back only its own reservation."""
     acct = w.account(a.db)
     assert s.error("SELECT auth.sign_in(%s, %s)", (acct.email, "wrong password")) == "28P01 INVALID_CREDENTIALS"
     assert failed_count(w, a.db, acct.email) == 1, "the worker committed the failure"
     assert w.one(a.db, "SELECT count(*) FROM auth.audit_log WHERE user_id = %s AND event = 'sign_in_failed'", (acct.id,)) == 1
     assert s.run("SELECT auth.sign_in(%s, %s)", (acct.email, PASSWORD))[0]["user"]["id"] == acct.id
-    assert failed_count(w, a.db, acct.email) == 0, "the worker reset the count"
+    assert failed_count(w, a.db, acct.email) == 1, "the success gave back only its own attempt"
 
 
 def ep_sign_in_lockout(w, a, s):

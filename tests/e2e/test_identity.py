@@ -5,7 +5,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ALICE, BOB
+from conftest import ALICE, AUDIENCE, BOB, ISSUER
 
 
 def titles(conn, token=None):
@@ -137,7 +137,7 @@ def test_key_changes_reach_other_backends(cluster, signer, documents):
     with cluster.connect(user="app_user") as user_conn, cluster.connect(autocommit=True) as admin:
         state, msg, detail = error_of(user_conn, "SELECT auth.verify(%s)", (token,))
         assert msg.startswith("INVALID_TOKEN") and "unknown kid" in detail
-        admin.execute("SELECT auth.add_key(%s::jsonb)", (json.dumps(extra.public_jwk("EdDSA")),))
+        admin.execute("SELECT auth.add_key(%s::jsonb, %s, ARRAY[%s])", (json.dumps(extra.public_jwk("EdDSA")), ISSUER, AUDIENCE))
         assert user_conn.execute("SELECT auth.verify(%s)->>'sub'", (token,)).fetchone()[0] == ALICE
         # Retired now: the next transaction of the other backend refuses the token.
         user_conn.commit()
@@ -147,7 +147,7 @@ def test_key_changes_reach_other_backends(cluster, signer, documents):
         # retire_key compares `at` with the transaction time: a transaction that began before
         # `at` keeps the key, a key retired as of a time before it began is refused by its
         # next statement.
-        admin.execute("SELECT auth.add_key(%s::jsonb)", (json.dumps(extra.public_jwk("EdDSA")),))
+        admin.execute("SELECT auth.add_key(%s::jsonb, %s, ARRAY[%s])", (json.dumps(extra.public_jwk("EdDSA")), ISSUER, AUDIENCE))
         user_conn.execute("SELECT set_config('auth.jwt', %s, true)", (token,))
         assert user_conn.execute("SELECT auth.uid()::text").fetchone()[0] == ALICE
         admin.execute("SELECT auth.retire_key(%s, now() - interval '1 hour')", (extra.kids["EdDSA"],))
@@ -156,7 +156,7 @@ def test_key_changes_reach_other_backends(cluster, signer, documents):
         assert e.value.sqlstate == "28000" and "retired" in e.value.diag.message_detail
         user_conn.rollback()
         # Retirement with a future time: still accepted until then.
-        admin.execute("SELECT auth.add_key(%s::jsonb)", (json.dumps(extra.public_jwk("EdDSA")),))
+        admin.execute("SELECT auth.add_key(%s::jsonb, %s, ARRAY[%s])", (json.dumps(extra.public_jwk("EdDSA")), ISSUER, AUDIENCE))
         admin.execute("SELECT auth.retire_key(%s, now() + interval '1 hour')", (extra.kids["EdDSA"],))
         assert user_conn.execute("SELECT auth.verify(%s)->>'sub'", (token,)).fetchone()[0] == ALICE
         user_conn.rollback()
