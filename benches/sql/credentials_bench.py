@@ -45,6 +45,7 @@ def main():
         print(f"backend peak RSS (VmHWM) around one hash: {rss_before / 1024:.1f} MiB -> {rss_after / 1024:.1f} MiB "
               f"(+{(rss_after - rss_before) / 1024:.1f} MiB; argon2 m=19 MiB is allocated by the hash)")
 
+        conn.execute("SELECT auth.generate_signing_key()")
         conn.execute("SELECT auth.sign_up('bench@example.test', %s)", (pw,))
         # Lockout off the path: every attempt here is a failure by design.
         conn.execute("SET auth.max_failed_sign_ins = 1000")

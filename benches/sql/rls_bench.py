@@ -48,12 +48,13 @@ def run(port, d, args):
     jwk.update({"kid": "bench", "alg": "ES256"})
 
     def token(sub):
-        return jwt.encode({"sub": sub, "role": "authenticated", "exp": int(time.time()) + 3600},
+        return jwt.encode({"sub": sub, "iss": "https://bench.test", "role": "authenticated", "exp": int(time.time()) + 3600},
                           key, algorithm="ES256", headers={"kid": "bench"})
 
     admin = psycopg.connect(host="127.0.0.1", port=port, dbname="postgres", user="postgres", autocommit=True)
     admin.execute("CREATE EXTENSION auth_ext")
-    admin.execute("SELECT auth.add_key(%s::jsonb)", (json.dumps(jwk),))
+    admin.execute("SELECT auth.add_key(%s::jsonb, 'https://bench.test', ARRAY['*'])", (json.dumps(jwk),))
+    admin.execute("SELECT auth.add_account_issuer('https://bench.test')")
     admin.execute("CREATE ROLE bench_app LOGIN")
     if args.only_pgbench:
         pgbench(port, d, args, admin, token)

@@ -87,7 +87,8 @@ def run(port, args):
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": "rb", "alg": "ES256"})
-    c.execute("SELECT auth.add_key(%s::jsonb)", (json.dumps(jwk),))
+    c.execute("SELECT auth.add_key(%s::jsonb, 'https://bench.test', ARRAY['*'])", (json.dumps(jwk),))
+    c.execute("SELECT auth.add_account_issuer('https://bench.test')")
     uid = c.execute("SELECT id FROM user_ids WHERE rn = 1").fetchone()[0]
     c.execute("CREATE TABLE readers (user_id uuid PRIMARY KEY)")
     c.execute("SELECT auth.enable_role_sync('readers', 'reader')")
@@ -102,7 +103,8 @@ def run(port, args):
     c.execute("VACUUM ANALYZE docs_rls")
     app = psycopg.connect(host="127.0.0.1", port=port, dbname="postgres", user="rb_app", autocommit=True)
     app.prepare_threshold = None
-    tok = jwt.encode({"sub": str(uid), "exp": int(time.time()) + 3600}, key, algorithm="ES256", headers={"kid": "rb"})
+    tok = jwt.encode({"sub": str(uid), "iss": "https://bench.test", "exp": int(time.time()) + 3600}, key,
+                     algorithm="ES256", headers={"kid": "rb"})
     app.execute("SELECT set_config('auth.jwt', %s, false)", (tok,))
     variants = {"constant (no RLS)": ("on", "SELECT count(*) FROM docs WHERE 'reader' = ANY ('{reader}'::text[])"),
                 "policy auth.has_role('reader')": ("on", "SELECT count(*) FROM docs_rls"),
