@@ -386,7 +386,7 @@ fn ensure_user() -> Option<Uuid> {
         }
         t.first().get_one::<Uuid>()
     };
-    if let Some(id) = Spi::connect(|c| linked(&c)).unwrap_or_else(|e| spi_failed(e)) {
+    if let Some(id) = Spi::connect(|c| linked(c)).unwrap_or_else(|e| spi_failed(e)) {
         return Some(id);
     }
     crate::errors::require_writable("auth.ensure_user");

@@ -960,6 +960,14 @@ mod tests {
     }
 
     #[pg_test]
+    fn auth_settings_prefix_is_reserved() {
+        // A typo must not become a silent placeholder that leaves requests anonymous.
+        let r = try_sql("SELECT set_config('auth.jwtt', 'x', true)");
+        assert!(r.starts_with("42602"), "{r}");
+        assert!(try_sql("SELECT set_config('auth.jwt', '', true)").starts_with("ok"));
+    }
+
+    #[pg_test]
     fn issuer_confusion_is_refused() {
         sign_in_setup();
         add_idp_keys();
