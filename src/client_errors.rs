@@ -90,4 +90,21 @@ pub fn init() {
         PREVIOUS = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(scrub);
     }
+    // The ErrorData of an error is readable from SQL before any hook sees it (PL/pgSQL's
+    // GET STACKED DIAGNOSTICS), so no backtrace may be attached to it: pgrx captures one only
+    // when backtraces are enabled, and this turns them off for the library. A real panic (a
+    // bug) still leaves its backtrace, in the server log only (stderr).
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    let pgrx_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        pgrx_hook(info);
+        let p = info.payload();
+        if p.is::<&str>() || p.is::<String>() {
+            eprintln!(
+                "auth_ext: internal error at {}:\n{}",
+                info.location().map(|l| l.to_string()).unwrap_or_default(),
+                std::backtrace::Backtrace::force_capture()
+            );
+        }
+    }));
 }

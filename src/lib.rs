@@ -31,6 +31,11 @@ mod tokens;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!(
+    "../sql/000_requirements.sql",
+    name = "requirements_sql",
+    bootstrap
+);
+extension_sql_file!(
     "../sql/010_keys.sql",
     name = "keys_sql",
     requires = [invalidation::_invalidate_caches]

@@ -101,6 +101,7 @@ import uuid
 
 import jwt
 import psycopg
+import psycopg.sql
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -1135,6 +1136,36 @@ def test_client_errors_carry_no_internals(world, case):
     assert got, "the case raised an error"
     for e in got:
         assert not leaks(e), f"{case}: {e.sqlstate} leaks internals to the client: {leaks(e)}"
+
+
+def test_errors_caught_in_sql_carry_no_internals(world):
+    """An error raised through the extension's Rust frames is readable in SQL before any log
+    hook sees it (PL/pgSQL's GET STACKED DIAGNOSTICS): it too carries no backtrace or path."""
+    w = world
+    r = w.issue("hostile", w.account("hostile"))
+    session = jwt.decode(r["access_token"], options={"verify_signature": False})["session_id"]
+    conn = w.connect(user=PLAIN, dbname="hostile")
+    heard = []
+    conn.add_notice_handler(lambda d: heard.append(d.message_primary or ""))
+    block = psycopg.sql.SQL("""DO $do$ DECLARE m text; d text; h text; c text; BEGIN
+        PERFORM auth.refresh({});
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT,
+                                c = PG_EXCEPTION_CONTEXT;
+        RAISE NOTICE 'caught: % | % | % | %', m, d, h, c;
+    END $do$""").format(psycopg.sql.Literal(r["refresh_token"]))
+    try:
+        with w.admin("hostile") as holder:
+            with holder.transaction():
+                holder.execute("SELECT 1 FROM auth.refresh_tokens WHERE session_id = %s FOR UPDATE", (session,))
+                conn.execute("SET lock_timeout = '200ms'")
+                conn.execute(block)
+                conn.rollback()
+    finally:
+        conn.close()
+    caught = [h for h in heard if h.startswith("caught: ")]
+    assert caught and "lock timeout" in caught[0], heard
+    assert not any(m in caught[0] for m in LEAKS), caught[0]
 
 
 def test_errors_met_by_attackers_carry_no_internals(world):
