@@ -42,7 +42,10 @@ case "$cmd" in
     ;;
   stop)
     if [ -d "$dir/data" ]; then
-      as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+      # A server still in crash recovery may not answer a fast shutdown: then immediate, so
+      # that the directory is never removed under a running server.
+      as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -t 20 -w stop >/dev/null 2>&1 \
+        || as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     # Torn down, unless someone wants to read the server log (KEEP_CLUSTER=1).
     if [ "${KEEP_CLUSTER:-0}" != 1 ]; then rm -rf "$dir"; fi

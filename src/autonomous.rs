@@ -322,13 +322,23 @@ fn reserve(
     .expect("serialises"))
 }
 
+extern "C-unwind" {
+    /// PostgreSQL's own SIGTERM handler for backends (postgres.c): sets ProcDiePending.
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
 /// Entry point of the bookkeeping worker.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
-    // PostgreSQL's own handlers: SIGTERM (a caller that stopped waiting) ends the worker at
-    // once, its transaction aborted.
-    unsafe { pg_sys::BackgroundWorkerUnblockSignals() };
+    // SIGTERM (a caller that stopped waiting) ends the worker at its next interrupt check,
+    // its transaction aborted. Not the background-worker default (bgworker_die), which exits
+    // inside the signal handler and, during a commit's critical section, PANICs the server.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as std::ffi::c_int, Some(postgres_die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
     let mut ids = BackgroundWorker::get_extra()
         .split(' ')
         .map(|s| s.parse::<u32>().unwrap_or(0));

@@ -251,7 +251,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
                 ops.push(Op::Audit {
                     event: "account_locked".into(),
                     user_id,
-                    details: json!({"seconds": gucs::LOCKOUT_SECONDS.get()}),
+                    details: json!({"email_hash": reservation.email_hash, "seconds": gucs::LOCKOUT_SECONDS.get()}),
                 });
             }
             // The attempt is already counted; only its audit rows can be lost here.
