@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (README command 2, and what CI runs). Installs its own prerequisites.
 #   1. hygiene: cargo fmt --check, cargo clippy -D warnings
-#   2. pure core: unit, property and vector tests (cargo test -p auth_core)
+#   2. pure core: unit, property and vector tests (cargo test -p auth_core), and a short run of
+#      the fuzz harness (scripts/fuzz.sh; the full run is 1,000,000 inputs)
 #   3. #[pg_test]s inside a real PostgreSQL (cargo pgrx test)
 #   4. the release build installed into the system PostgreSQL 15
 #   5. SQL regression tests (pg_regress) and end-to-end tests (psycopg, pgbouncer)
@@ -24,6 +25,9 @@ cargo clippy --all-targets --features pg_test -- -D warnings
 
 step "core: unit, property and vector tests"
 cargo test -p auth_core --release
+
+step "core: fuzz harness, short run (no panic, no accepted forgery)"
+scripts/fuzz.sh 50000
 
 step "#[pg_test]: SQL-level tests in a real server"
 pgdata=/tmp/auth_ext_pgtest

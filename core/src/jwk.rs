@@ -1,11 +1,11 @@
 //! JSON Web Keys (RFC 7517/7518/8037) validated at the door: a key that would be weak, ambiguous
 //! or unusable is refused when it is added, never discovered later at verification time.
 //!
-//! Accepted: `oct` (HS256/384/512, secret at least the hash size), `RSA` (RS*/PS*, 2048 to 16384
-//! bits, odd exponent > 1, not a ROCA-weak modulus), `EC` P-256/P-384 (point on the curve),
-//! `OKP` Ed25519 (a canonical encoding of a curve point, not of small order). RSA and `oct` keys
-//! must name their `alg`; EC and OKP keys imply it from the curve. `use` other than `sig` and
-//! `key_ops` without `verify` are refused.
+//! Accepted: `oct` (HS256/384/512, secret at least the hash size), `RSA` (RS*/PS*, 2048 to 8192
+//! bits, odd exponent > 1, n and e in their minimal octets, not a ROCA-weak modulus), `EC`
+//! P-256/P-384 (point on the curve), `OKP` Ed25519 (a canonical encoding of a curve point, not of
+//! small order). RSA and `oct` keys must name their `alg`; EC and OKP keys imply it from the
+//! curve. `use` other than `sig` and `key_ops` without `verify` are refused.
 
 use crate::alg::Alg;
 use crate::b64;
@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub const MIN_RSA_BITS: usize = 2048;
-pub const MAX_RSA_BITS: usize = 16384;
+/// The crypto backend verifies RSA signatures only for 2048- to 8192-bit moduli (aws-lc's
+/// RSA_*_2048_8192_* parameters): a larger key would be accepted and then never verify.
+pub const MAX_RSA_BITS: usize = 8192;
 const MAX_KID_LEN: usize = 255;
 /// Members that only a private key has. A public key set must never hold them.
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
@@ -248,6 +250,14 @@ impl Jwk {
                 }
                 if n.last().is_some_and(|b| b & 1 == 0) {
                     return Err(bad("RSA modulus is even"));
+                }
+                // RFC 7518 6.3.1: n and e in the minimum number of octets. The crypto backend
+                // refuses a leading zero octet in either when it verifies, so such a key would be
+                // accepted here and then never verify a token.
+                if n.first() == Some(&0) || e.first() == Some(&0) {
+                    return Err(bad(
+                        "RSA n and e must not have leading zero octets (RFC 7518 6.3.1)",
+                    ));
                 }
                 let e_trim = strip_leading_zeros(&e);
                 if e_trim.is_empty()
@@ -783,5 +793,55 @@ mod tests {
         let s = format!("{k:?}");
         assert!(!s.contains("QUFB"), "{s}");
         assert!(k.public_json().is_none());
+    }
+
+    /// Found by the fuzz harness (fuzz/, scripts/fuzz.sh): RSA keys that Jwk::parse used to
+    /// accept but the crypto backend can never verify with, so every genuine token failed with
+    /// "signature does not verify": a modulus above 8192 bits (the backend's range is
+    /// 2048-8192), and n or e with a leading zero octet (the backend refuses the encoding).
+    #[test]
+    fn refuses_rsa_keys_the_backend_cannot_verify_with() {
+        use aws_lc_rs::signature::{KeyPair, RsaPublicKeyComponents, RSA_PKCS1_SHA256};
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let parts = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let (n, e) = (parts.n.clone(), parts.e.clone());
+        let rsa = |n: &[u8], e: &[u8]| {
+            json!({"kty": "RSA", "alg": "RS256", "kid": "r",
+                   "n": b64::encode(n), "e": b64::encode(e)})
+        };
+        // The canonical key verifies a real signature, through the same verifier.
+        let input = b"eyJhbGciOiJSUzI1NiJ9.e30";
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input,
+            &mut sig,
+        )
+        .unwrap();
+        let good = crate::KeyEntry::new(Jwk::parse(&rsa(&n, &e)).unwrap(), None, None).unwrap();
+        assert!(good.verify_signature(input, &sig));
+        // The same key with a leading zero octet in e (65537 as AAEAAQ) or n: refused at the
+        // door (it used to be accepted and then refuse this very signature).
+        let e0 = [&[0u8][..], &e].concat();
+        let n0 = [&[0u8][..], &n].concat();
+        for (bad_n, bad_e) in [(&n, &e0), (&n0, &e)] {
+            let err = Jwk::parse(&rsa(bad_n, bad_e)).unwrap_err();
+            assert!(err.detail.contains("leading zero"), "{}", err.detail);
+        }
+        // A modulus beyond 8192 bits (odd, so only the size can refuse it).
+        for bits in [8193usize, 9000, 16384] {
+            let mut big = vec![0xc5u8; bits.div_ceil(8)];
+            big[0] = 1u8 << ((bits - 1) % 8);
+            let err = Jwk::parse(&rsa(&big, &e)).unwrap_err();
+            assert!(
+                err.detail.contains("at most 8192"),
+                "{bits}: {}",
+                err.detail
+            );
+        }
+        let mut at_max = vec![0xc5u8; 1024];
+        at_max[0] = 0x80;
+        Jwk::parse(&rsa(&at_max, &e)).unwrap();
     }
 }
