@@ -14,6 +14,7 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 benches/sql/credentials_bench.py --runs 3
   python3 benches/sql/roles_bench.py --rows 5000 --scan-rows 20000 --runs 1
   python3 benches/sql/sessions_bench.py --rows 20000 --runs 3 --seconds 1
+  python3 benches/sql/first_bind_bench.py --smoke
 else
   cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
   cargo bench -p auth_core --bench password 2>/dev/null | sed -n '/verify an argon2id/,$p'
@@ -21,4 +22,5 @@ else
   python3 benches/sql/credentials_bench.py --runs 21
   python3 benches/sql/roles_bench.py --rows 100000 --scan-rows 1000000 --runs 3
   python3 benches/sql/sessions_bench.py --rows 1000000 --runs 9 --seconds 10
+  python3 benches/sql/first_bind_bench.py
 fi

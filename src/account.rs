@@ -43,6 +43,79 @@ fn roles_of(v: &Value) -> Vec<String> {
     roles
 }
 
+/// What an account read depends on: auth.users and auth.identities (which account, its roles,
+/// ban and deletion), auth.sessions (revocation), and the transaction until which a read made
+/// right after an invalidation may be trusted (it may predate the change).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp {
+    accounts: u64,
+    sessions: u64,
+    until: Option<u64>,
+}
+
+/// Changes to auth.users or auth.identities: which account a token acts as, and its state.
+pub fn accounts_gen() -> u64 {
+    crate::invalidation::USERS.gen() + crate::invalidation::IDENTITIES.gen()
+}
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        use crate::invalidation::{IDENTITIES, SESSIONS, USERS};
+        Stamp {
+            accounts: accounts_gen(),
+            sessions: SESSIONS.gen(),
+            until: USERS
+                .trust_until_xact()
+                .or(IDENTITIES.trust_until_xact())
+                .or(SESSIONS.trust_until_xact()),
+        }
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
+        self.accounts == accounts_gen()
+            && self.sessions == crate::invalidation::SESSIONS.gen()
+            && self.until.is_none_or(|x| x == xact)
+    }
+}
+
+/// One account read: which account (by id or by link), which session, which roles path.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    by_id: Option<[u8; 16]>,
+    link: Option<(String, String)>,
+    session: Option<[u8; 16]>,
+    path: Option<Vec<String>>,
+}
+
+/// Accounts read in this backend, so that a new token of a known user costs no query: each
+/// entry is used only while its stamp is fresh. Bounded: emptied when full.
+const CACHE_ENTRIES: usize = 4096;
+static mut CACHE: Option<std::collections::HashMap<Key, (Stamp, Account)>> = None;
+/// The account query, planned once per backend (as the owner, with the pinned search path,
+/// which the plan cache keeps for any re-planning).
+static mut PLAN: Option<pgrx::spi::OwnedPreparedStatement> = None;
+
+// By id for issuers that own accounts by id; through the (issuer, subject) link for others.
+// At most one row either way: users.id and identities (provider, provider_id) are unique.
+// Times as numeric (exact in jsonb, whatever the caller's extra_float_digits).
+const QUERY: &str = "SELECT pg_catalog.jsonb_build_object(
+        'id', u.id,
+        'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
+        'banned_until', EXTRACT(EPOCH FROM u.banned_until),
+        'deleted', u.deleted_at IS NOT NULL,
+        'session_revoked', $5::pg_catalog.uuid IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM auth.sessions s
+             WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
+               AND s.revoked_at IS NULL),
+        'session_not_after', (SELECT EXTRACT(EPOCH FROM s.not_after) FROM auth.sessions s
+                               WHERE s.id OPERATOR(pg_catalog.=) $5))
+   FROM auth.users u
+  WHERE u.id OPERATOR(pg_catalog.=) coalesce($2, (
+          SELECT i.user_id FROM auth.identities i
+           WHERE i.provider OPERATOR(pg_catalog.=) $3
+             AND i.provider_id OPERATOR(pg_catalog.=) $4))";
+
 /// Reads the account `ident` acts as under `owner`. `our_session` is the `session_id` claim of
 /// a token signed by one of our own keys (sessions of other issuers are theirs to revoke).
 pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Account {
@@ -50,54 +123,77 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
     let path: Option<Vec<String>> = claim
         .strip_prefix("app_metadata.")
         .map(|p| p.split('.').map(String::from).collect());
-    // By id for issuers that own accounts by id; through the (issuer, subject) link for
-    // others. At most one row either way: users.id and identities (provider, provider_id)
-    // are unique.
-    let (by_id, link): (Option<Uuid>, Option<(&str, &str)>) = match (owner, ident.uid) {
-        (Owner::Ours | Owner::Declared, Uid::Uuid(bytes)) => (Some(Uuid::from_bytes(bytes)), None),
-        (Owner::Linked(issuer), _) => (None, ident.sub.as_deref().map(|s| (issuer.as_str(), s))),
-        _ => (None, None),
+    let key = Key {
+        by_id: match (owner, ident.uid) {
+            (Owner::Ours | Owner::Declared, Uid::Uuid(bytes)) => Some(bytes),
+            _ => None,
+        },
+        link: match owner {
+            Owner::Linked(issuer) => ident.sub.clone().map(|s| (issuer.clone(), s)),
+            _ => None,
+        },
+        session: our_session.map(|s| *s.as_bytes()),
+        path,
     };
-    if by_id.is_none() && link.is_none() {
+    if key.by_id.is_none() && key.link.is_none() {
         return Account {
             session_revoked: our_session.is_some(),
             ..Account::default()
         };
     }
-    for w in [
-        &crate::invalidation::USERS,
-        &crate::invalidation::IDENTITIES,
-    ] {
-        let (oid, _) = privilege::locate(w.relname);
-        w.set_oid(oid);
+    // SAFETY: backends are single-threaded; no reference outlives this function.
+    #[allow(static_mut_refs)]
+    let cache = unsafe { CACHE.get_or_insert_with(Default::default) };
+    if let Some((stamp, account)) = cache.get(&key) {
+        if stamp.is_fresh() {
+            return account.clone();
+        }
     }
-    if our_session.is_some() {
-        let (oid, _) = privilege::locate(crate::invalidation::SESSIONS.relname);
-        crate::invalidation::SESSIONS.set_oid(oid);
+    crate::invalidation::watch_accounts(our_session.is_some());
+    // Stamped before the read: a change arriving during it forces another read.
+    let stamp = Stamp::now();
+    let account = read(&key);
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
     }
-    let (issuer, subject) = link.unzip();
-    // Times as numeric (exact in jsonb, whatever the caller's extra_float_digits).
+    cache.insert(key, (stamp, account.clone()));
+    account
+}
+
+fn read(key: &Key) -> Account {
+    use pgrx::{PgBuiltInOids, PgOid};
+    let (issuer, subject) = key
+        .link
+        .as_ref()
+        .map(|(i, s)| (i.as_str(), s.as_str()))
+        .unzip();
     let row = privilege::as_owner(|| {
         Spi::connect(|c| {
+            // SAFETY: backends are single-threaded; the plan is not freed while used.
+            #[allow(static_mut_refs)]
+            let plan = unsafe {
+                if PLAN.is_none() {
+                    let types = [
+                        PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
+                        PgOid::BuiltIn(PgBuiltInOids::UUIDOID),
+                        PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
+                        PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
+                        PgOid::BuiltIn(PgBuiltInOids::UUIDOID),
+                    ];
+                    PLAN = Some(c.prepare(QUERY, &types)?.keep());
+                }
+                PLAN.as_ref().expect("just prepared")
+            };
             let t = c.select(
-                "SELECT pg_catalog.jsonb_build_object(
-                        'id', u.id,
-                        'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
-                        'banned_until', EXTRACT(EPOCH FROM u.banned_until),
-                        'deleted', u.deleted_at IS NOT NULL,
-                        'session_revoked', $5::pg_catalog.uuid IS NOT NULL AND NOT EXISTS (
-                            SELECT 1 FROM auth.sessions s
-                             WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
-                               AND s.revoked_at IS NULL),
-                        'session_not_after', (SELECT EXTRACT(EPOCH FROM s.not_after) FROM auth.sessions s
-                                               WHERE s.id OPERATOR(pg_catalog.=) $5))
-                   FROM auth.users u
-                  WHERE u.id OPERATOR(pg_catalog.=) coalesce($2, (
-                          SELECT i.user_id FROM auth.identities i
-                           WHERE i.provider OPERATOR(pg_catalog.=) $3
-                             AND i.provider_id OPERATOR(pg_catalog.=) $4))",
+                plan,
                 Some(1),
-                &[path.clone().unwrap_or_default().into(), by_id.into(), issuer.into(), subject.into(), our_session.into()],
+                &[
+                    key.path.clone().unwrap_or_default().into(),
+                    key.by_id.map(Uuid::from_bytes).into(),
+                    issuer.into(),
+                    subject.into(),
+                    key.session.map(Uuid::from_bytes).into(),
+                ],
             )?;
             if t.is_empty() {
                 return Ok(None);
@@ -109,14 +205,14 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
     let Some(JsonB(row)) = row else {
         // No user row: a session of ours without its user is gone too.
         return Account {
-            session_revoked: our_session.is_some(),
+            session_revoked: key.session.is_some(),
             ..Account::default()
         };
     };
     let deleted = row["deleted"] == Value::Bool(true);
     Account {
         id: row["id"].as_str().and_then(auth_core::identity::parse_uuid),
-        roles: path.map(|_| {
+        roles: key.path.as_ref().map(|_| {
             if deleted {
                 Vec::new()
             } else {

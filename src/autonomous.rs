@@ -114,7 +114,7 @@ impl Drop for Registration {
 /// one answer per operation (`null` for those that answer nothing).
 pub fn run(ops: &[Op]) -> Result<Vec<Value>, Failure> {
     let payload = serde_json::to_vec(ops).expect("operations serialise");
-    let (_, owner) = crate::privilege::locate(crate::invalidation::KEY_STORE.relname);
+    let (_, owner) = crate::invalidation::KEY_STORE.watch();
     unsafe {
         // Owned by the transaction's resource owner: an ERROR detaches (and frees) it, and a
         // worker that starts later finds nothing to do.

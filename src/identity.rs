@@ -50,11 +50,6 @@ pub fn unix_seconds_from_micros(micros: i64) -> f64 {
     micros as f64 / 1e6
 }
 
-/// Changes to auth.users or auth.identities: what a bound token's account is.
-fn accounts_gen() -> u64 {
-    invalidation::USERS.gen() + invalidation::IDENTITIES.gen()
-}
-
 /// Which local account, if any, a token may act as: identity is (issuer, subject), and an
 /// issuer's identities are asserted only by keys bound to that issuer (README "Identity").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +84,7 @@ impl Stamp {
             xact: invalidation::XACT_GEN.load(Relaxed),
             keys: keys::gen(),
             config: gucs::CONFIG_GEN.load(Relaxed),
-            users: accounts_gen(),
+            users: crate::account::accounts_gen(),
             sessions: invalidation::SESSIONS.gen(),
         }
     }
@@ -113,9 +108,9 @@ pub struct Bound {
     jwt: Slot,
     roles: Slot,
     claim_cache: ClaimCache,
-    /// The account as last read, and `(USERS gen, SESSIONS gen, trusted until xact)` then.
+    /// The account as last read, and what it depended on then.
     account: RefCell<crate::account::Account>,
-    account_stamp: Cell<Option<(u64, u64, Option<u64>)>>,
+    account_stamp: Cell<Option<crate::account::Stamp>>,
     /// The `session_id` of a token signed by one of our own keys.
     our_session: Option<pgrx::datum::Uuid>,
     pub owner: Owner,
@@ -224,19 +219,10 @@ impl Bound {
     }
 
     fn refresh_account(&self) {
-        use invalidation::{IDENTITIES, SESSIONS, USERS};
-        let xact = invalidation::XACT_GEN.load(Relaxed);
-        let fresh = self.account_stamp.get().is_some_and(|(u, s, until)| {
-            u == accounts_gen() && s == SESSIONS.gen() && until.is_none_or(|x| x == xact)
-        });
-        if fresh {
+        if self.account_stamp.get().is_some_and(|s| s.is_fresh()) {
             return;
         }
-        let until = USERS
-            .trust_until_xact()
-            .or(IDENTITIES.trust_until_xact())
-            .or(SESSIONS.trust_until_xact());
-        let stamp = (accounts_gen(), SESSIONS.gen(), until);
+        let stamp = crate::account::Stamp::now();
         let account = crate::account::load(&self.ident, &self.owner, self.our_session);
         let roles_changed =
             self.with_roles(|r| r != account.roles.as_deref().unwrap_or(&self.ident.roles));
@@ -533,13 +519,44 @@ fn authenticate(token: &str) -> JsonB {
     claims
 }
 
-/// Verifies `token` against the key set and returns its claims; binds nothing.
-#[pg_extern(stable, parallel_safe, name = "verify")]
-fn verify_with_keyset(token: &str) -> JsonB {
+/// The token `auth.verify(token)` verified last, and the state it was verified in.
+struct LastVerified {
+    stamp: Stamp,
+    bound: Box<Bound>,
+}
+
+static mut LAST_VERIFIED: Option<LastVerified> = None;
+
+/// Nothing but the token input changed between `a` and `b`.
+fn same_state(a: Stamp, b: Stamp) -> bool {
+    Stamp { token: 0, ..a } == Stamp { token: 0, ..b }
+}
+
+/// `auth.verify(token)` (a C function, `sql/020_rls.sql`): the claims of `token` verified
+/// against the key set, binding nothing. The same token again in the same transaction, with
+/// no key, policy, user or session change since, answers the claims built once; a new token
+/// builds its result in the caller's memory, so many distinct tokens leave nothing behind.
+#[allow(static_mut_refs)]
+pub fn verify_claims(token: &[u8]) -> pg_sys::Datum {
+    invalidation::statement_tick();
+    // SAFETY: backends are single-threaded; the reference does not outlive this call.
+    let last = unsafe { &mut LAST_VERIFIED };
+    if let Some(v) = last.as_ref() {
+        if v.bound.source == token && same_state(v.stamp, Stamp::now()) {
+            return v.bound.jwt_datum();
+        }
+    }
     let now = transaction_now();
-    let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
+    let b = verify_token(token, now, &gucs::policy()).or_raise();
     b.check_account(now);
-    JsonB(Value::Object(b.claims.clone()))
+    let claims = JsonB(Value::Object(b.claims.clone()))
+        .into_datum()
+        .expect("jsonb datum");
+    *last = Some(LastVerified {
+        stamp: Stamp::now(),
+        bound: Box::new(b),
+    });
+    claims
 }
 
 /// Verifies `token` against one given JWK (no key set, no issuer/audience binding).

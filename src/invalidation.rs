@@ -16,7 +16,10 @@ static LAST_STATEMENT: AtomicI64 = AtomicI64::new(i64::MIN);
 /// A table whose changes must reach every backend's cache.
 pub struct Watched {
     pub relname: &'static str,
+    /// The table's oid and owner once looked up; cleared by its invalidation (the table may
+    /// have been dropped, recreated or given to another owner) and looked up again on use.
     oid: AtomicU32,
+    owner: AtomicU32,
     gen: AtomicU64,
     /// `XACT_GEN` when the last invalidation arrived: data loaded in that same transaction may
     /// predate the change (older snapshot), so it is trusted only until the transaction ends.
@@ -28,6 +31,7 @@ impl Watched {
         Watched {
             relname,
             oid: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
             gen: AtomicU64::new(1),
             inval_xact: AtomicU64::new(0),
         }
@@ -36,11 +40,17 @@ impl Watched {
     pub fn gen(&self) -> u64 {
         self.gen.load(Relaxed)
     }
-    pub fn set_oid(&self, oid: pg_sys::Oid) {
+    /// Starts watching the table (from now on its changes bump `gen`) and returns its oid and
+    /// owner. Raises when the extension is not installed in this database.
+    pub fn watch(&self) -> (pg_sys::Oid, pg_sys::Oid) {
+        let oid = pg_sys::Oid::from(self.oid.load(Relaxed));
+        if oid != pg_sys::InvalidOid {
+            return (oid, pg_sys::Oid::from(self.owner.load(Relaxed)));
+        }
+        let (oid, owner) = locate(self.relname);
+        self.owner.store(owner.to_u32(), Relaxed);
         self.oid.store(oid.to_u32(), Relaxed);
-    }
-    pub fn oid(&self) -> pg_sys::Oid {
-        pg_sys::Oid::from(self.oid.load(Relaxed))
+        (oid, owner)
     }
     /// The transaction (by `XACT_GEN`) until which data loaded now may be trusted, or `None`
     /// when it is good until the next invalidation.
@@ -49,6 +59,7 @@ impl Watched {
         (self.inval_xact.load(Relaxed) == x).then_some(x)
     }
     fn invalidate(&self) {
+        self.oid.store(0, Relaxed);
         self.gen.fetch_add(1, Relaxed);
         self.inval_xact.store(XACT_GEN.load(Relaxed), Relaxed);
     }
@@ -85,7 +96,8 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     for w in WATCHED {
         // InvalidOid means "everything" (e.g. after an invalidation-queue overflow).
-        if relid == pg_sys::InvalidOid || (w.oid() != pg_sys::InvalidOid && relid == w.oid()) {
+        let oid = pg_sys::Oid::from(w.oid.load(Relaxed));
+        if relid == pg_sys::InvalidOid || (oid != pg_sys::InvalidOid && relid == oid) {
             w.invalidate();
         }
     }
@@ -116,6 +128,35 @@ fn _invalidate_caches<'a>(
 {
     broadcast(trigger.relation()?.oid());
     Ok(None)
+}
+
+/// The oid and owner of `auth.<relname>`; raises when the extension is not installed.
+fn locate(relname: &str) -> (pg_sys::Oid, pg_sys::Oid) {
+    let name = std::ffi::CString::new(relname).expect("relation names have no NUL");
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"auth".as_ptr(), true);
+        let oid = if nsp == pg_sys::InvalidOid {
+            nsp
+        } else {
+            pg_sys::get_relname_relid(name.as_ptr(), nsp)
+        };
+        if oid == pg_sys::InvalidOid {
+            pgrx::error!("auth_ext: table auth.{relname} does not exist; is the extension installed in this database?");
+        }
+        let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        (oid, owner)
+    }
+}
+
+/// Watches the tables an account read depends on.
+pub fn watch_accounts(with_sessions: bool) {
+    USERS.watch();
+    IDENTITIES.watch();
+    if with_sessions {
+        SESSIONS.watch();
+    }
 }
 
 pub fn init() {

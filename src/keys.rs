@@ -68,10 +68,8 @@ pub fn current() -> &'static LoadedKeys {
 }
 
 fn load() -> LoadedKeys {
-    for w in [&KEY_STORE, &ACCOUNT_ISSUERS] {
-        let (oid, _) = privilege::locate(w.relname);
-        w.set_oid(oid);
-    }
+    KEY_STORE.watch();
+    ACCOUNT_ISSUERS.watch();
     // Read the counters before the rows: an invalidation arriving during the load forces
     // another load on the next call.
     let gen = gen();

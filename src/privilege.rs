@@ -9,27 +9,6 @@
 
 use pgrx::pg_sys;
 
-/// The oid and owner of `auth.<relname>`; raises when the extension is not installed.
-pub fn locate(relname: &str) -> (pg_sys::Oid, pg_sys::Oid) {
-    let schema = c"auth";
-    let name = std::ffi::CString::new(relname).expect("relation names have no NUL");
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(schema.as_ptr(), true);
-        let oid = if nsp == pg_sys::InvalidOid {
-            nsp
-        } else {
-            pg_sys::get_relname_relid(name.as_ptr(), nsp)
-        };
-        if oid == pg_sys::InvalidOid {
-            pgrx::error!("auth_ext: table auth.{relname} does not exist; is the extension installed in this database?");
-        }
-        let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let owner = (*(*rel).rd_rel).relowner;
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        (oid, owner)
-    }
-}
-
 /// Settings for the duration of a scope, like a function's SET clause: restored when the scope
 /// ends normally; on an error the transaction abort restores them.
 pub struct GucScope(i32);
@@ -65,11 +44,13 @@ pub const PINNED_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 /// Runs `f` as the owner of the extension's tables with `search_path` pinned to
 /// [`PINNED_SEARCH_PATH`]; both are restored afterwards, also when `f` raises.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    let (_, owner) = locate(crate::invalidation::USERS.relname);
-    // Also the one setting that changes how our queries' numbers read back as text.
+    let (_, owner) = crate::invalidation::USERS.watch();
+    // Also the one setting that changes how our queries' numbers read back as text, and the
+    // one that would re-plan our kept plans at every call (the caller's plan_cache_mode).
     let _path = GucScope::new(&[
         (c"search_path", PINNED_SEARCH_PATH),
         (c"extra_float_digits", c"3"),
+        (c"plan_cache_mode", c"force_generic_plan"),
     ]);
     as_role(owner, f)
 }

@@ -1,6 +1,6 @@
 //! The RLS helpers: `auth.uid()`, `auth.user_id()`, `auth.role()`, `auth.email()`,
 //! `auth.jwt()`, `auth.claim(path)`, `auth.roles()`, `auth.has_role(role)`,
-//! `auth.require_role(role)`.
+//! `auth.require_role(role)`; and `auth.verify(token)`, whose repeated calls are as cheap.
 //!
 //! They are plain C-ABI functions (declared in `sql/020_rls.sql`) rather than generated
 //! wrappers, because they run once per row: after the first call in a transaction each is a
@@ -69,6 +69,10 @@ fn uid_of(b: &Bound) -> Option<pg_sys::Datum> {
     };
     raise_with_hint(AuthError::invalid_claims(detail), hint)
 }
+
+sql_function!(auth_verify, pg_finfo_auth_verify, |fcinfo| {
+    identity::verify_claims(text_arg(fcinfo).as_bytes())
+});
 
 sql_function!(auth_uid, pg_finfo_auth_uid, |fcinfo| {
     let d = identity::current().and_then(uid_of);

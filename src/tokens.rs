@@ -45,7 +45,7 @@ fn signers() -> &'static [Signer] {
         });
         if !fresh {
             // Watch the key store from now on, so that a key made later is seen.
-            KEY_STORE.set_oid(crate::privilege::locate(KEY_STORE.relname).0);
+            KEY_STORE.watch();
             let (keys_gen, trust_until_xact) = (KEY_STORE.gen(), KEY_STORE.trust_until_xact());
             let rows: Vec<(String, String, Vec<u8>)> = Spi::connect(|c| {
                 c.select(

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")  # as scripts/cluster.sh
 # Steady plans for scans: no parallel workers or JIT to make one variant luckier than another.
 SCAN_CONF = ("shared_buffers = 512MB", "max_parallel_workers_per_gather = 0", "jit = off")
 

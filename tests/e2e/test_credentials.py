@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ALICE, ISSUER
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")  # as scripts/cluster.sh
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ import pytest
 
 from conftest import ROOT, Cluster
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")  # as scripts/cluster.sh
 CLUSTER_SH = str(ROOT / "scripts/cluster.sh")
 PASSWORD = "long enough pw"
 WRONG = "not the password"
