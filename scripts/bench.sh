@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks; each prints ratios against a baseline measured in the same run.
 #   scripts/bench.sh           full: criterion (core) + 1M-row RLS + pgbench + credentials,
-#                              roles and sessions (≈ 15 minutes)
+#                              roles, sessions and first bind (≈ 17 minutes)
 #   scripts/bench.sh --smoke   tiny sizes, for CI: checks the benchmarks run, asserts no figure
 # Expects the release build installed (scripts/test.sh or scripts/demo.sh do that).
 set -euo pipefail
