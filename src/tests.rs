@@ -960,6 +960,41 @@ mod tests {
     }
 
     #[pg_test]
+    fn accounts_cached_per_user_stay_fresh() {
+        // A new token of a user this backend has seen is served from the per-user account
+        // cache, but never past a change to the user.
+        add_fixture_keys();
+        let f = fixtures();
+        let alice = f["alice"].as_str().unwrap();
+        Spi::run(&format!("INSERT INTO auth.users (id) VALUES ('{alice}')")).unwrap();
+        let token = |alg: &str| f["per_alg"][alg]["valid"].as_str().unwrap().to_string();
+        bind(&token("ES256"));
+        assert_eq!(one("SELECT auth.uid()::text").as_deref(), Some(alice));
+        Spi::run(&format!(
+            "UPDATE auth.users SET banned_until = now() + interval '1 day' WHERE id = '{alice}'"
+        ))
+        .unwrap();
+        for alg in ["EdDSA", "RS256"] {
+            bind(&token(alg));
+            let r = try_sql("SELECT auth.uid()::text");
+            assert!(r.starts_with("28000 TOKEN_REVOKED"), "{alg}: {r}");
+            let r = try_sql(&format!("SELECT auth.verify({})::text", lit(&token(alg))));
+            assert!(r.starts_with("28000 TOKEN_REVOKED"), "{alg}: {r}");
+        }
+        Spi::run(&format!(
+            "UPDATE auth.users SET banned_until = NULL WHERE id = '{alice}'"
+        ))
+        .unwrap();
+        bind(&token("HS256"));
+        assert_eq!(one("SELECT auth.uid()::text").as_deref(), Some(alice));
+        assert!(try_sql(&format!(
+            "SELECT auth.verify({})::text",
+            lit(&token("EdDSA"))
+        ))
+        .starts_with("ok"));
+    }
+
+    #[pg_test]
     fn auth_settings_prefix_is_reserved() {
         // A typo must not become a silent placeholder that leaves requests anonymous.
         let r = try_sql("SELECT set_config('auth.jwtt', 'x', true)");
