@@ -87,6 +87,34 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Refuses the caller's action: what it had to record first was not recorded, so nothing
+    /// was judged (TEMPORARILY_UNAVAILABLE); the reason also goes to the server log.
+    pub fn refuse(&self) -> ! {
+        crate::errors::log_server_only(&format!(
+            "auth_ext: bookkeeping failed: {}",
+            self.describe()
+        ));
+        crate::errors::raise(auth_core::AuthError::new(
+            auth_core::ErrorCode::Unavailable,
+            self.describe(),
+        ))
+    }
+}
+
+/// Runs `ops`, or refuses the caller's action (fail closed): see [`Failure::refuse`].
+pub fn run_or_refuse(ops: &[Op]) -> Vec<Value> {
+    run(ops).unwrap_or_else(|f| f.refuse())
+}
+
+/// Runs `ops` whose loss leaves the caller on the safe side; a failure is logged (server log
+/// only) with what it leaves behind.
+pub fn run_or_log(ops: &[Op], consequence: &str) {
+    if let Err(f) = run(ops) {
+        crate::errors::log_server_only(&format!("auth_ext: {consequence}: {}", f.describe()));
+    }
+}
+
 const PENDING: u32 = 0;
 const DONE: u32 = 1;
 const HEADER: usize = 16;
@@ -112,7 +140,7 @@ impl Drop for Registration {
 
 /// Runs `ops` in one transaction of its own and waits (bounded) for it to commit. Returns
 /// one answer per operation (`null` for those that answer nothing).
-pub fn run(ops: &[Op]) -> Result<Vec<Value>, Failure> {
+fn run(ops: &[Op]) -> Result<Vec<Value>, Failure> {
     let payload = serde_json::to_vec(ops).expect("operations serialise");
     let (_, owner) = crate::invalidation::KEY_STORE.watch();
     unsafe {

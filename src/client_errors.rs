@@ -1,9 +1,11 @@
-//! What a client sees of an error: codes, never internals (DESIGN.md §8). pgrx appends a Rust
-//! backtrace to the DETAIL of errors that pass through Rust frames (when backtraces are
-//! enabled in the server's environment), and an internal error (a panic, a failed SPI call of
-//! our own) carries file paths and our SQL in its message. An `emit_log_hook` moves all of
-//! that into `detail_log`, which only the server log prints, and gives the client a stable
-//! message instead. Errors with our own codes (`INVALID_TOKEN`, …) pass untouched.
+//! What a client sees of an error: codes, never internals (DESIGN.md §8). pgrx would append a
+//! Rust backtrace to the DETAIL of errors that pass through Rust frames when backtraces are
+//! enabled in the server's environment; `init` turns that capture off for the library, since
+//! SQL can read an error's fields before any hook sees them (GET STACKED DIAGNOSTICS). An
+//! internal error (a panic, a failed SPI call of our own) still carries our SQL or the panic
+//! message: an `emit_log_hook` moves that (and any backtrace) into `detail_log`, which only
+//! the server log prints, and gives the client a stable message instead. Errors with our own
+//! codes (`INVALID_TOKEN`, …) pass untouched.
 
 use pgrx::pg_sys;
 use std::ffi::CStr;

@@ -143,17 +143,16 @@ fn invalid_credentials() -> ! {
 /// ACCOUNT_LOCKED when the email is locked, TEMPORARILY_UNAVAILABLE when the attempt cannot
 /// be recorded — never a verification that is not counted.
 fn reserve_attempt(email: &str) -> autonomous::Reservation {
-    let answer = autonomous::run(&[Op::ReserveSignIn {
+    let answer = autonomous::run_or_refuse(&[Op::ReserveSignIn {
         email: email.to_string(),
         max_failures: gucs::MAX_FAILED_SIGN_INS.get(),
         lockout_seconds: gucs::LOCKOUT_SECONDS.get(),
-    }])
-    .unwrap_or_else(|f| unavailable(&f));
+    }]);
     let r: autonomous::Reservation = answer
         .into_iter()
         .next()
         .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_else(|| unavailable(&autonomous::Failure::Failed));
+        .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
     if !r.allowed {
         raise(AuthError::new(
             ErrorCode::AccountLocked,
@@ -164,12 +163,6 @@ fn reserve_attempt(email: &str) -> autonomous::Reservation {
         ));
     }
     r
-}
-
-/// The attempt could not be recorded, so it was not judged.
-pub fn unavailable(f: &autonomous::Failure) -> ! {
-    crate::errors::log_server_only(&format!("auth_ext: bookkeeping failed: {}", f.describe()));
-    raise(AuthError::new(ErrorCode::Unavailable, f.describe()))
 }
 
 /// Signs in with email (case-insensitive) and password, starts a session and returns
@@ -255,27 +248,20 @@ fn sign_in(email: &str, password: &str) -> JsonB {
                 });
             }
             // The attempt is already counted; only its audit rows can be lost here.
-            if let Err(f) = autonomous::run(&ops) {
-                crate::errors::log_server_only(&format!(
-                    "auth_ext: audit of a failed sign-in lost: {}",
-                    f.describe()
-                ));
-            }
+            autonomous::run_or_log(&ops, "audit of a failed sign-in lost");
             invalid_credentials();
         }
     };
 
     // Give the reservation back. If that cannot be recorded the attempt stays counted as a
     // failure: the safe side.
-    if let Err(f) = autonomous::run(&[Op::ReleaseSignIn {
-        email_hash: reservation.email_hash,
-        run: reservation.run,
-    }]) {
-        crate::errors::log_server_only(&format!(
-            "auth_ext: a successful sign-in stays counted as a failure: {}",
-            f.describe()
-        ));
-    }
+    autonomous::run_or_log(
+        &[Op::ReleaseSignIn {
+            email_hash: reservation.email_hash,
+            run: reservation.run,
+        }],
+        "a successful sign-in stays counted as a failure",
+    );
     let stored = stored.expect("verified against a stored hash");
     Spi::connect_mut(|c| {
         if password::needs_rehash_with_limits(&stored, params, &gucs::verify_limits()).unwrap_or(false) {
@@ -330,10 +316,13 @@ fn ensure_user() -> Option<Uuid> {
         identity::Owner::Nobody => raise(AuthError::invalid_claims(
             "the key that verified the token is bound to no issuer, so its subject cannot be linked to an account",
         )),
-        identity::Owner::Ours => {
-            // Our own users are made by sign-up, never by a token.
+        identity::Owner::Linked(issuer) => issuer.clone(),
+        // The issuer owns accounts by id: the account is sub.
+        owner @ (identity::Owner::Ours | identity::Owner::Declared) => {
             let id = uuid_sub.unwrap_or_else(|| {
-                raise(AuthError::invalid_claims("sub is not a user id of this database"))
+                raise(AuthError::invalid_claims(
+                    "sub is not a uuid, so it cannot be a user id of this database",
+                ))
             });
             let exists = Spi::get_one_with_args::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)",
@@ -341,29 +330,13 @@ fn ensure_user() -> Option<Uuid> {
             )
             .unwrap_or_else(|e| spi_failed(e))
             .unwrap_or(false);
-            if !exists {
+            if exists {
+                return Some(id);
+            }
+            // Our own users are made by sign-up, never by a token.
+            if *owner == identity::Owner::Ours {
                 raise(AuthError::invalid_claims("the token's user does not exist"));
             }
-            return Some(id);
-        }
-        identity::Owner::Declared => None,
-        identity::Owner::Linked(issuer) => Some(issuer.clone()),
-    };
-    let claims = Value::Object(b.claims.clone());
-    let Some(issuer) = issuer else {
-        // The issuer owns accounts by id: the account is sub.
-        let id = uuid_sub.unwrap_or_else(|| {
-            raise(AuthError::invalid_claims(
-                "sub is not a uuid, so it cannot be a user id of this database",
-            ))
-        });
-        let exists = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)",
-            &[id.into()],
-        )
-        .unwrap_or_else(|e| spi_failed(e))
-        .unwrap_or(false);
-        if !exists {
             crate::errors::require_writable("auth.ensure_user");
             Spi::run_with_args(
                 "INSERT INTO auth.users (id, email, raw_user_meta_data)
@@ -372,9 +345,10 @@ fn ensure_user() -> Option<Uuid> {
                 &[id.into(), email.as_deref().into(), JsonB(user_metadata).into()],
             )
             .unwrap_or_else(|e| spi_failed(e));
+            return Some(id);
         }
-        return Some(id);
     };
+    let claims = Value::Object(b.claims.clone());
     let linked = |c: &pgrx::spi::SpiClient<'_>| -> pgrx::spi::Result<Option<Uuid>> {
         let t = c.select(
             "SELECT user_id FROM auth.identities WHERE provider = $1 AND provider_id = $2",

@@ -54,10 +54,11 @@ impl<T> OrRaise<T> for auth_core::Result<T> {
     }
 }
 
-/// READ_ONLY (25006) before anything else when the transaction cannot write: a hot standby,
-/// `BEGIN READ ONLY`, `default_transaction_read_only`. `what` names the call.
+/// READ_ONLY (25006) before anything else when the transaction cannot write: `BEGIN READ
+/// ONLY`, `default_transaction_read_only`, and every transaction of a hot standby (which
+/// PostgreSQL starts read-only). `what` names the call.
 pub fn require_writable(what: &str) {
-    if unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() } {
+    if unsafe { pg_sys::XactReadOnly } {
         raise(AuthError::new(
             ErrorCode::ReadOnly,
             format!("{what} writes; run it on the primary, in a read-write transaction"),

@@ -383,13 +383,11 @@ fn refresh(refresh_token: &str) -> JsonB {
         // Reuse of a rotated token: someone else may hold the chain. End the session, and make
         // that stick although this call fails; if that cannot be recorded, say so (the token
         // is refused either way, and the next presentation tries again).
-        if let Err(f) = autonomous::run(&[Op::RevokeSession {
+        autonomous::run_or_refuse(&[Op::RevokeSession {
             session_id: p.session_id.to_string(),
             user_id: p.user_id.to_string(),
             reason: "refresh_token_reused".into(),
-        }]) {
-            crate::credentials::unavailable(&f);
-        }
+        }]);
         revoked("refresh token reused; the session has been revoked");
     }
     if p.expired {

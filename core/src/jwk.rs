@@ -491,6 +491,22 @@ pub fn parse_jwks(value: &Value) -> Result<Vec<Jwk>> {
     Ok(out)
 }
 
+/// Known weak Ed25519 public keys, for tests and the fuzz harness (the check itself is
+/// curve25519-dalek's): the y-coordinates of libsodium's `has_small_order` list
+/// (ed25519_ref10.c); each is
+/// tried with the sign bit clear and set: 14 encodings. Canonical: y = 0 (both signs: the
+/// two points of order 4), 1 (identity), p - 1 (order 2), the two order-8 y (both signs).
+/// Non-canonical: y = p and p + 1 (both signs), and 1 and p - 1 with the sign bit set (x = 0).
+pub const SMALL_ORDER_ED25519_Y: [&str; 7] = [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,20 +621,6 @@ mod tests {
         }
     }
 
-    /// The y-coordinates of libsodium's `has_small_order` list (ed25519_ref10.c); each is
-    /// tried with the sign bit clear and set: 14 encodings. Canonical: y = 0 (both signs: the
-    /// two points of order 4), 1 (identity), p - 1 (order 2), the two order-8 y (both signs).
-    /// Non-canonical: y = p and p + 1 (both signs), and 1 and p - 1 with the sign bit set (x = 0).
-    const SMALL_ORDER_Y: [&str; 7] = [
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    ];
-
     fn unhex32(s: &str) -> [u8; 32] {
         let mut b = [0u8; 32];
         for (i, out) in b.iter_mut().enumerate() {
@@ -629,7 +631,7 @@ mod tests {
 
     fn small_order_encodings() -> Vec<[u8; 32]> {
         let mut all = Vec::new();
-        for y in SMALL_ORDER_Y {
+        for y in SMALL_ORDER_ED25519_Y {
             for sign in [0u8, 0x80] {
                 let mut b = unhex32(y);
                 b[31] |= sign;
@@ -714,7 +716,7 @@ mod tests {
         let mut y3 = [0u8; 32];
         y3[0] = 3;
         Jwk::parse(&okp(&y3)).unwrap();
-        let mut p3 = unhex32(SMALL_ORDER_Y[5]); // p
+        let mut p3 = unhex32(SMALL_ORDER_ED25519_Y[5]); // p
         p3[0] += 3;
         let err = Jwk::parse(&okp(&p3)).unwrap_err();
         assert!(err.detail.contains("canonical"), "{}", err.detail);

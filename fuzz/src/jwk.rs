@@ -12,7 +12,7 @@ use crate::fixture::{self, hmac_sign, Fixture, Private};
 use crate::tokens::{random_string, random_value};
 use crate::util::{as_text, havoc, unhex, Rng, B64URL};
 use crate::{Ctx, Kind};
-use auth_core::jwk::{parse_jwks, Jwk, Material};
+use auth_core::jwk::{parse_jwks, Jwk, Material, SMALL_ORDER_ED25519_Y};
 use auth_core::{b64, json, Alg, ErrorCode, KeyEntry};
 use aws_lc_rs::agreement;
 use aws_lc_rs::rand::SystemRandom;
@@ -24,17 +24,6 @@ const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 /// 2^255 - 19, little-endian.
 const ED25519_P_LE: &str = "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
 const P256_P: &str = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
-
-/// The canonical encodings of the 8 small-order Ed25519 points (libsodium's list).
-const SMALL_ORDER: [&str; 7] = [
-    "0000000000000000000000000000000000000000000000000000000000000000",
-    "0100000000000000000000000000000000000000000000000000000000000000",
-    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-];
 
 fn s(bytes: &[u8]) -> Value {
     json!(b64::encode(bytes))
@@ -135,7 +124,7 @@ fn okp_x(r: &mut Rng, fx: &Fixture) -> Value {
             s(&r.pick(&real).raw_public)
         }
         3 => {
-            let mut x = unhex(r.pick::<&str>(&SMALL_ORDER));
+            let mut x = unhex(r.pick::<&str>(&SMALL_ORDER_ED25519_Y));
             if r.chance(0.5) {
                 x[31] |= 0x80;
             }
@@ -514,7 +503,7 @@ fn rules(input: &Value, j: &Jwk) -> Result<(), String> {
             if y.iter().rev().cmp(p.iter().rev()) != std::cmp::Ordering::Less {
                 return Err("accepted y >= p (non-canonical)".into());
             }
-            if SMALL_ORDER.iter().any(|h| unhex(h)[..] == y[..]) {
+            if SMALL_ORDER_ED25519_Y.iter().any(|h| unhex(h)[..] == y[..]) {
                 return Err("accepted a small-order point".into());
             }
             let point = curve25519_dalek::edwards::CompressedEdwardsY(bytes)

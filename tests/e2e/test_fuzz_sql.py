@@ -122,6 +122,15 @@ def b64d(seg: str) -> Optional[bytes]:
         return None
 
 
+def segment_object(seg: str) -> Optional[dict]:
+    """The JSON object a token segment holds, or None (for mutating)."""
+    try:
+        value = json.loads(b64d(seg))
+    except Exception:  # noqa: BLE001 - any garbage
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def jb(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
@@ -755,11 +764,8 @@ class Fuzzer:
         segs = s.split(".")
         if len(segs) < 2:
             return self.m_flip_text(s)
-        raw = b64d(segs[1])
-        try:
-            c = json.loads(raw)
-            assert isinstance(c, dict)
-        except Exception:  # noqa: BLE001
+        c = segment_object(segs[1])
+        if c is None:
             return self.m_flip_bytes(s)
         r = self.rng
         what = r.randrange(7)
@@ -784,11 +790,8 @@ class Fuzzer:
     def m_tamper_header(self, s):
         """Header changed (alg to another/none/HS256, kid to another/removed, extras), signature kept."""
         segs = s.split(".")
-        raw = b64d(segs[0])
-        try:
-            h = json.loads(raw)
-            assert isinstance(h, dict)
-        except Exception:  # noqa: BLE001
+        h = segment_object(segs[0])
+        if h is None:
             return self.m_flip_bytes(s)
         r = self.rng
         what = r.randrange(6)
