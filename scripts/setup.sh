@@ -12,9 +12,9 @@ SUDO=""
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. Debian packages: server + headers for pgrx, clang for bindgen, cmake for aws-lc-rs,
-#    sudo to run PostgreSQL as the postgres user, pgTAP and pgbouncer for the SQL/e2e tests.
+#    sudo to run PostgreSQL as the postgres user, pgbouncer for the e2e tests.
 apt_pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
-          postgresql-$PG_MAJOR-pgtap pgbouncer libclang-dev clang cmake sudo
+          pgbouncer libclang-dev clang cmake sudo
           build-essential pkg-config)
 missing=()
 for p in "${apt_pkgs[@]}"; do

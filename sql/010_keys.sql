@@ -1,4 +1,4 @@
--- Key storage. Key material (HMAC secrets, later private signing keys) lives in
+-- Key storage. Verification keys (public JWKs and HMAC secrets) live in
 -- auth.key_store, which only its owner (the role that created the extension) can read;
 -- auth.keys shows metadata to everyone.
 

@@ -1,6 +1,6 @@
 -- Privileged operations on sessions, users and keys that need no Rust: readable here by a DBA.
 -- Every function is SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp and
--- schema-qualifies the extension's tables (README "Security"). Errors use the extension's
+-- schema-qualifies the extension's tables (docs/security.md). Errors use the extension's
 -- codes (README "Errors"). Who may call them is set in 900_privileges.sql: jwks() is public,
 -- the rest owner-only by default (grantable).
 

@@ -1,4 +1,4 @@
--- Which token issuers own this database's accounts (README "Identity: issuer and subject").
+-- Which token issuers own this database's accounts (docs/keys.md, "Identity: issuer and subject").
 -- A token acts as a local account (auth.uid(), the user row's roles, bans, deletion,
 -- sessions, sign_out) only when its issuer owns that account:
 --   * this database's own issuer, for tokens signed by its own keys (auth.generate_signing_key):

@@ -1,4 +1,4 @@
--- Privilege story (README "Privileges"):
+-- Privilege story (docs/operations.md, "Privileges"):
 --  * PUBLIC may call the RLS helpers, auth.verify and auth.authenticate, and read auth.keys.
 --  * Key management is owner/superuser-only by default and can be granted (the functions are
 --    SECURITY DEFINER with a pinned search_path).

@@ -1,15 +1,35 @@
 //! The bound identity's account, read (as the tables' owner) when the identity is bound and
 //! again whenever auth.users, auth.identities or auth.sessions changes: the source of truth
 //! for roles, bans, deletion and session revocation. Which account a token may act as is
-//! decided by its issuer (`identity::Owner`): never by its `sub` alone.
+//! decided by its issuer ([`Owner`]): never by its `sub` alone.
 
-use crate::identity::Owner;
+use crate::invalidation::{Freshness, Watched, IDENTITIES, SESSIONS, USERS};
 use crate::privilege;
 use auth_core::{Identity, Uid};
 use pgrx::datum::Uuid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
+
+/// Which local account, if any, a token may act as: identity is (issuer, subject), and an
+/// issuer's identities are asserted only by keys bound to that issuer (docs/keys.md, "Identity: issuer and subject").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Signed by one of our own keys: the account whose id is `sub`.
+    Ours,
+    /// Verified by a key bound to an issuer in `auth.account_issuers`, or PostgREST request
+    /// claims the superuser chose to trust: the account whose id is `sub`.
+    Declared,
+    /// Verified by a key bound to this issuer: the account linked to (issuer, sub) in
+    /// `auth.identities`, if any.
+    Linked(String),
+    /// Verified by a key bound to no issuer: no account.
+    Nobody,
+}
+
+/// What an account read depends on: which account (auth.users, auth.identities), its roles,
+/// ban and deletion (auth.users), and its session's revocation (auth.sessions).
+pub const TABLES: [&Watched; 3] = [&USERS, &IDENTITIES, &SESSIONS];
 
 /// What the database says about a bound identity.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,56 +49,6 @@ pub struct Account {
     pub session_not_after: Option<f64>,
 }
 
-fn roles_of(v: &Value) -> Vec<String> {
-    let mut roles: Vec<String> = match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        Value::String(s) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    roles.sort();
-    roles.dedup();
-    roles
-}
-
-/// What an account read depends on: auth.users and auth.identities (which account, its roles,
-/// ban and deletion), auth.sessions (revocation), and the transaction until which a read made
-/// right after an invalidation may be trusted (it may predate the change).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Stamp {
-    accounts: u64,
-    sessions: u64,
-    until: Option<u64>,
-}
-
-/// Changes to auth.users or auth.identities: which account a token acts as, and its state.
-pub fn accounts_gen() -> u64 {
-    crate::invalidation::USERS.gen() + crate::invalidation::IDENTITIES.gen()
-}
-
-impl Stamp {
-    pub fn now() -> Stamp {
-        use crate::invalidation::{IDENTITIES, SESSIONS, USERS};
-        Stamp {
-            accounts: accounts_gen(),
-            sessions: SESSIONS.gen(),
-            until: USERS
-                .trust_until_xact()
-                .or(IDENTITIES.trust_until_xact())
-                .or(SESSIONS.trust_until_xact()),
-        }
-    }
-
-    pub fn is_fresh(&self) -> bool {
-        let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
-        self.accounts == accounts_gen()
-            && self.sessions == crate::invalidation::SESSIONS.gen()
-            && self.until.is_none_or(|x| x == xact)
-    }
-}
-
 /// One account read: which account (by id or by link), which session, which roles path.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
@@ -91,7 +61,7 @@ struct Key {
 /// Accounts read in this backend, so that a new token of a known user costs no query: each
 /// entry is used only while its stamp is fresh. Bounded: emptied when full.
 const CACHE_ENTRIES: usize = 4096;
-static mut CACHE: Option<std::collections::HashMap<Key, (Stamp, Account)>> = None;
+static mut CACHE: Option<std::collections::HashMap<Key, (Freshness, Account)>> = None;
 /// The account query, planned once per backend (as the owner, with the pinned search path,
 /// which the plan cache keeps for any re-planning).
 static mut PLAN: Option<pgrx::spi::OwnedPreparedStatement> = None;
@@ -144,19 +114,18 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
     // SAFETY: backends are single-threaded; no reference outlives this function.
     #[allow(static_mut_refs)]
     let cache = unsafe { CACHE.get_or_insert_with(Default::default) };
-    if let Some((stamp, account)) = cache.get(&key) {
-        if stamp.is_fresh() {
+    if let Some((read_at, account)) = cache.get(&key) {
+        if read_at.is_fresh(&TABLES) {
             return account.clone();
         }
     }
-    crate::invalidation::watch_accounts(our_session.is_some());
-    // Stamped before the read: a change arriving during it forces another read.
-    let stamp = Stamp::now();
+    crate::invalidation::watch_all();
+    let read_at = Freshness::take(&TABLES);
     let account = read(&key);
     if cache.len() >= CACHE_ENTRIES {
         cache.clear();
     }
-    cache.insert(key, (stamp, account.clone()));
+    cache.insert(key, (read_at, account.clone()));
     account
 }
 
@@ -216,7 +185,7 @@ fn read(key: &Key) -> Account {
             if deleted {
                 Vec::new()
             } else {
-                roles_of(&row["roles"])
+                auth_core::roles::of_value(Some(&row["roles"]))
             }
         }),
         banned_until: row["banned_until"].as_f64(),

@@ -2,9 +2,8 @@
 //! and by the bookkeeping worker (failures, which must survive the caller's rollback).
 //! Details never hold a password, a token, a token hash or key material.
 
-use crate::errors::spi_failed;
+use crate::spi;
 use pgrx::datum::Uuid;
-use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::Value;
 
@@ -36,7 +35,7 @@ pub fn record(event: &str, user_id: Option<Uuid>, session_id: Option<Uuid>, deta
         user_id.map(|u| u.to_string()),
         session_id.map(|s| s.to_string()),
     );
-    Spi::connect_mut(|c| {
+    spi::run(|c| {
         write(
             c,
             event,
@@ -44,6 +43,5 @@ pub fn record(event: &str, user_id: Option<Uuid>, session_id: Option<Uuid>, deta
             session_id.as_deref(),
             &details,
         )
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
 }

@@ -142,7 +142,7 @@ impl Drop for Registration {
 /// one answer per operation (`null` for those that answer nothing).
 fn run(ops: &[Op]) -> Result<Vec<Value>, Failure> {
     let payload = serde_json::to_vec(ops).expect("operations serialise");
-    let (_, owner) = crate::invalidation::KEY_STORE.watch();
+    let owner = crate::invalidation::watch_all();
     unsafe {
         // Owned by the transaction's resource owner: an ERROR detaches (and frees) it, and a
         // worker that starts later finds nothing to do.

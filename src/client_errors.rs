@@ -1,4 +1,4 @@
-//! What a client sees of an error: codes, never internals (DESIGN.md §8). pgrx would append a
+//! What a client sees of an error: codes, never internals (docs/security.md, "Trust boundaries"). pgrx would append a
 //! Rust backtrace to the DETAIL of errors that pass through Rust frames when backtraces are
 //! enabled in the server's environment; `init` turns that capture off for the library, since
 //! SQL can read an error's fields before any hook sees them (GET STACKED DIAGNOSTICS). An

@@ -1,10 +1,12 @@
 //! Credentials: `auth.hash_password`, `auth.verify_password`, `auth.password_needs_rehash`,
 //! `auth.sign_up`, `auth.sign_in` with lockout, and `auth.ensure_user` for external IdPs.
 
+use crate::account::Owner;
 use crate::autonomous::{self, Op};
-use crate::errors::{invalid_parameter, raise, spi_failed, OrRaise};
+use crate::binding;
+use crate::errors::{invalid_parameter, raise, OrRaise};
 use crate::gucs;
-use crate::identity;
+use crate::spi::{self, OrFail};
 use auth_core::password::{self, Argon2Params};
 use auth_core::{AuthError, ErrorCode, Uid};
 use pgrx::datum::Uuid;
@@ -48,17 +50,9 @@ fn dummy_hash(params: Argon2Params) -> String {
                 return h.clone();
             }
         }
-        let mut random = [0u8; 32];
-        getrandom_bytes(&mut random);
-        let h = password::hash(&random, params).or_raise();
+        let h = password::hash(&auth_core::random::bytes(32), params).or_raise();
         DUMMY = Some((params, h.clone()));
         h
-    }
-}
-
-fn getrandom_bytes(buf: &mut [u8]) {
-    if !unsafe { pg_sys::pg_strong_random(buf.as_mut_ptr().cast(), buf.len()) } {
-        pgrx::error!("auth_ext: no strong random source");
     }
 }
 
@@ -101,7 +95,7 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
         invalid_parameter("user_metadata must be a JSON object");
     }
     let hash = password::hash(password.as_bytes(), gucs::argon2_params()).or_raise();
-    let id: Option<Uuid> = Spi::connect_mut(|c| {
+    let id: Option<Uuid> = spi::run(|c| {
         let id = c
             .update(
                 "INSERT INTO auth.users (email, encrypted_password, raw_user_meta_data)
@@ -121,12 +115,11 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
             )?;
         }
         Ok::<_, pgrx::spi::Error>(id)
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
     id.unwrap_or_else(|| invalid_parameter("a user with this email already exists"))
 }
 
-struct Account {
+struct StoredCredential {
     id: Uuid,
     hash: Option<String>,
     usable: bool,
@@ -184,10 +177,10 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         invalid_credentials();
     }
     // A sign-in that could only fail after judging the password must fail before.
-    crate::tokens::require_signing_key();
+    crate::signing_keys::require_signing_key();
     let reservation = reserve_attempt(email);
 
-    let account = Spi::connect(|c| {
+    let account = spi::run(|c| {
         let t = c.select(
             "SELECT id, encrypted_password,
                     deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
@@ -199,13 +192,12 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             return Ok(None);
         }
         let row = t.first();
-        Ok::<_, pgrx::spi::Error>(Some(Account {
+        Ok::<_, pgrx::spi::Error>(Some(StoredCredential {
             id: row.get::<Uuid>(1)?.expect("id is not null"),
             hash: row.get::<String>(2)?,
             usable: row.get::<bool>(3)?.unwrap_or(false),
         }))
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
 
     let params = gucs::argon2_params();
     let stored = account.as_ref().and_then(|a| a.hash.clone());
@@ -263,8 +255,10 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         "a successful sign-in stays counted as a failure",
     );
     let stored = stored.expect("verified against a stored hash");
-    Spi::connect_mut(|c| {
-        if password::needs_rehash_with_limits(&stored, params, &gucs::verify_limits()).unwrap_or(false) {
+    spi::run(|c| {
+        if password::needs_rehash_with_limits(&stored, params, &gucs::verify_limits())
+            .unwrap_or(false)
+        {
             let new = password::hash(password.as_bytes(), params).or_raise();
             c.update(
                 "UPDATE auth.users SET encrypted_password = $2, updated_at = now() WHERE id = $1",
@@ -277,11 +271,14 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             None,
             &[account.id.into()],
         )?;
-        c.update("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1", None, &[account.id.into()])?;
+        c.update(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
+            None,
+            &[account.id.into()],
+        )?;
         Ok::<_, pgrx::spi::Error>(())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
-    crate::tokens::start_session(account.id, "password")
+    });
+    crate::sessions::start_session(account.id, "password")
 }
 
 /// The user row of the bound token's identity. Identity is (issuer, subject):
@@ -297,7 +294,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn ensure_user() -> Option<Uuid> {
-    let b = identity::current()?;
+    let b = binding::current()?;
     let subject = b
         .ident
         .sub
@@ -313,12 +310,12 @@ fn ensure_user() -> Option<Uuid> {
         _ => json!({}),
     };
     let issuer = match &b.owner {
-        identity::Owner::Nobody => raise(AuthError::invalid_claims(
+        Owner::Nobody => raise(AuthError::invalid_claims(
             "the key that verified the token is bound to no issuer, so its subject cannot be linked to an account",
         )),
-        identity::Owner::Linked(issuer) => issuer.clone(),
+        Owner::Linked(issuer) => issuer.clone(),
         // The issuer owns accounts by id: the account is sub.
-        owner @ (identity::Owner::Ours | identity::Owner::Declared) => {
+        owner @ (Owner::Ours | Owner::Declared) => {
             let id = uuid_sub.unwrap_or_else(|| {
                 raise(AuthError::invalid_claims(
                     "sub is not a uuid, so it cannot be a user id of this database",
@@ -328,13 +325,13 @@ fn ensure_user() -> Option<Uuid> {
                 "SELECT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)",
                 &[id.into()],
             )
-            .unwrap_or_else(|e| spi_failed(e))
+            .or_fail()
             .unwrap_or(false);
             if exists {
                 return Some(id);
             }
             // Our own users are made by sign-up, never by a token.
-            if *owner == identity::Owner::Ours {
+            if *owner == Owner::Ours {
                 raise(AuthError::invalid_claims("the token's user does not exist"));
             }
             crate::errors::require_writable("auth.ensure_user");
@@ -344,7 +341,7 @@ fn ensure_user() -> Option<Uuid> {
                  ON CONFLICT DO NOTHING",
                 &[id.into(), email.as_deref().into(), JsonB(user_metadata).into()],
             )
-            .unwrap_or_else(|e| spi_failed(e));
+            .or_fail();
             return Some(id);
         }
     };
@@ -360,11 +357,11 @@ fn ensure_user() -> Option<Uuid> {
         }
         t.first().get_one::<Uuid>()
     };
-    if let Some(id) = Spi::connect(|c| linked(c)).unwrap_or_else(|e| spi_failed(e)) {
+    if let Some(id) = spi::run(|c| linked(c)) {
         return Some(id);
     }
     crate::errors::require_writable("auth.ensure_user");
-    Spi::connect_mut(|c| {
+    spi::run(|c| {
         // Serialise first sights of the same identity across backends, then look again.
         c.update(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 7146))",
@@ -399,5 +396,4 @@ fn ensure_user() -> Option<Uuid> {
         )?;
         Ok::<_, pgrx::spi::Error>(Some(id))
     })
-    .unwrap_or_else(|e| spi_failed(e))
 }

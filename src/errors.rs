@@ -1,5 +1,5 @@
 //! The one place where core errors become PostgreSQL errors: stable code first in the message,
-//! the SQLSTATE of DESIGN.md §4, and a DETAIL that says why without any secret.
+//! the SQLSTATE of README "Errors", and a DETAIL that says why without any secret.
 
 use auth_core::{AuthError, ErrorCode};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -68,12 +68,6 @@ pub fn require_writable(what: &str) {
 
 pub fn invalid_parameter(detail: impl Into<String>) -> ! {
     raise(AuthError::invalid_parameter(detail))
-}
-
-/// An SPI failure inside our own queries: not the caller's doing, so no stable code; the
-/// message names the extension.
-pub fn spi_failed(e: pgrx::spi::Error) -> ! {
-    pgrx::error!("auth_ext: {e}")
 }
 
 /// A message for the server log only, never for a client (whatever its client_min_messages):

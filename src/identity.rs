@@ -1,15 +1,6 @@
-//! Binding a verified token to the current transaction, and the per-backend cache that makes
-//! every helper call after the first a few integer comparisons.
-//!
-//! The cache is stamped with six generation counters: the token input (`auth.jwt` and the
-//! PostgREST settings), the transaction, the key set, the policy GUCs, auth.users and
-//! auth.sessions. Any change sends the next call down the slow path, which re-checks what can
-//! have changed:
-//! * same token, new transaction → exp/nbf/iat against the new transaction time, key still active;
-//! * key set changed → full verification again, unless the rows are byte-identical;
-//! * token or policy changed, `RESET`, `DISCARD ALL`, transaction end of a `SET LOCAL` →
-//!   anonymous or a full verification of the new token;
-//! * users or sessions changed → the bound account (roles, ban, deletion, session) is re-read.
+//! A verified token (or, in PostgREST compatibility mode, trusted request claims) as the
+//! helpers answer it: its claims, which account it acts as, and the result datums handed to
+//! PostgreSQL.
 //!
 //! Results handed to PostgreSQL (uuid, text, jsonb, text[]) are built at most once per
 //! identity and transaction, in the transaction's memory context: a datum returned earlier
@@ -17,17 +8,16 @@
 //! replaced is freed at once, so a batch job binding many tokens in one transaction keeps
 //! only the few bytes of the results it was actually handed.
 
-use crate::errors::{raise, OrRaise};
-use crate::{gucs, invalidation, keys};
-use auth_core::{claims, AuthError, Identity, KeyEntry, KeySet, Policy, TimeClaims};
-use pgrx::prelude::*;
+use crate::account::{self, Account, Owner};
+use crate::errors::OrRaise;
+use crate::invalidation::{self, Freshness};
+use crate::{gucs, keys};
+use auth_core::{AuthError, Identity, Policy, TimeClaims};
 use pgrx::{pg_sys, IntoDatum, JsonB, PgMemoryContexts};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 /// Claim paths remembered per identity and transaction; further paths are answered in the
 /// caller's memory context, uncached, so no input can grow the cache.
 const CLAIM_CACHE_ENTRIES: usize = 16;
@@ -37,70 +27,19 @@ type Slot = Cell<Option<(u64, pg_sys::Datum)>>;
 /// `(XACT_GEN, [(path, datum)])`: the claim paths answered in that transaction.
 type ClaimCache = RefCell<(u64, Vec<(String, Option<pg_sys::Datum>)>)>;
 
-/// The transaction timestamp in Unix seconds: all checks in one transaction agree.
-pub fn transaction_now() -> f64 {
-    // Key validity times are loaded as microseconds and converted the same way, so that
-    // "retired at now()" compares equal to now, to the bit.
-    let ts = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-    unix_seconds_from_micros(ts + PG_EPOCH_UNIX_MICROS)
-}
-
-/// The one conversion from microseconds to the f64 seconds the core compares.
-pub fn unix_seconds_from_micros(micros: i64) -> f64 {
-    micros as f64 / 1e6
-}
-
-/// Which local account, if any, a token may act as: identity is (issuer, subject), and an
-/// issuer's identities are asserted only by keys bound to that issuer (README "Identity").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Owner {
-    /// Signed by one of our own keys: the account whose id is `sub`.
-    Ours,
-    /// Verified by a key bound to an issuer in `auth.account_issuers`, or PostgREST request
-    /// claims the superuser chose to trust: the account whose id is `sub`.
-    Declared,
-    /// Verified by a key bound to this issuer: the account linked to (issuer, sub) in
-    /// `auth.identities`, if any.
-    Linked(String),
-    /// Verified by a key bound to no issuer: no account.
-    Nobody,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    token: u64,
-    xact: u64,
-    keys: u64,
-    config: u64,
-    users: u64,
-    sessions: u64,
-}
-
-impl Stamp {
-    #[inline]
-    fn now() -> Stamp {
-        Stamp {
-            token: gucs::TOKEN_GEN.load(Relaxed),
-            xact: invalidation::XACT_GEN.load(Relaxed),
-            keys: keys::gen(),
-            config: gucs::CONFIG_GEN.load(Relaxed),
-            users: crate::account::accounts_gen(),
-            sessions: invalidation::SESSIONS.gen(),
-        }
-    }
-}
-
 /// A verified (or, in PostgREST compatibility mode, trusted) identity.
 pub struct Bound {
     /// The exact input it was built from (token or claims text), to recognise it again.
-    source: Vec<u8>,
-    trusted_request_claims: bool,
+    pub source: Vec<u8>,
+    pub trusted_request_claims: bool,
     pub claims: Map<String, Value>,
-    times: TimeClaims,
+    pub times: TimeClaims,
     pub ident: Identity,
-    kid: Option<String>,
-    keys_fingerprint: u64,
-    config_gen: u64,
+    pub kid: Option<String>,
+    /// The key set it was verified against (`keys::LoadedKeys::fingerprint`).
+    pub keys_fingerprint: u64,
+    /// `gucs::CONFIG_GEN` when it was built.
+    pub config_gen: u64,
     uid: Slot,
     user_id: Slot,
     role: Slot,
@@ -109,15 +48,15 @@ pub struct Bound {
     roles: Slot,
     claim_cache: ClaimCache,
     /// The account as last read, and what it depended on then.
-    account: RefCell<crate::account::Account>,
-    account_stamp: Cell<Option<crate::account::Stamp>>,
+    account: RefCell<Account>,
+    account_read: Cell<Option<Freshness>>,
     /// The `session_id` of a token signed by one of our own keys.
     our_session: Option<pgrx::datum::Uuid>,
     pub owner: Owner,
 }
 
 impl Bound {
-    fn new(
+    pub fn new(
         source: &[u8],
         trusted: bool,
         claims: Map<String, Value>,
@@ -143,7 +82,7 @@ impl Bound {
             roles: Slot::default(),
             claim_cache: RefCell::new((0, Vec::new())),
             account: RefCell::new(Default::default()),
-            account_stamp: Cell::new(None),
+            account_read: Cell::new(None),
             our_session: None,
             owner: Owner::Declared,
         })
@@ -213,17 +152,21 @@ impl Bound {
 
     /// Re-reads the account (roles, ban, deletion, session) if auth.users or auth.sessions
     /// changed since it was read, then raises TOKEN_REVOKED if it no longer stands.
-    fn check_account(&self, now: f64) {
+    pub fn check_account(&self, now: f64) {
         self.refresh_account();
         self.check_revocation(now).or_raise();
     }
 
     fn refresh_account(&self) {
-        if self.account_stamp.get().is_some_and(|s| s.is_fresh()) {
+        if self
+            .account_read
+            .get()
+            .is_some_and(|f| f.is_fresh(&account::TABLES))
+        {
             return;
         }
-        let stamp = crate::account::Stamp::now();
-        let account = crate::account::load(&self.ident, &self.owner, self.our_session);
+        let read = Freshness::take(&account::TABLES);
+        let account = account::load(&self.ident, &self.owner, self.our_session);
         let roles_changed =
             self.with_roles(|r| r != account.roles.as_deref().unwrap_or(&self.ident.roles));
         let id_changed = self.account.borrow().id != account.id;
@@ -235,7 +178,7 @@ impl Bound {
         if id_changed {
             self.uid.set(None);
         }
-        self.account_stamp.set(Some(stamp));
+        self.account_read.set(Some(read));
     }
 
     /// The session of a token this database issued (signed by its own key).
@@ -306,77 +249,6 @@ pub enum LocalId {
     UnboundKey,
 }
 
-struct State {
-    stamp: Option<Stamp>,
-    current: Option<Box<Bound>>,
-    /// The identity replaced last, kept until the next replacement or the transaction's end:
-    /// a helper that took `current()` may still hold it while a nested call rebinds. The
-    /// datums it handed out live in transaction memory, not here.
-    previous: Option<Box<Bound>>,
-}
-
-static mut STATE: State = State {
-    stamp: None,
-    current: None,
-    previous: None,
-};
-
-#[allow(static_mut_refs)]
-fn state() -> &'static mut State {
-    // SAFETY: backends are single-threaded and no reference outlives a helper call.
-    unsafe { &mut STATE }
-}
-
-/// Frees the identity replaced during the transaction that just ended.
-pub fn end_of_transaction() {
-    state().previous = None;
-}
-
-fn replace(new: Option<Box<Bound>>) {
-    let st = state();
-    st.previous = std::mem::replace(&mut st.current, new);
-}
-
-/// The identity bound to the current transaction, or `None` when anonymous. Raises when the
-/// bound token is invalid. This is the hot path of every RLS helper.
-#[inline]
-pub fn current() -> Option<&'static Bound> {
-    invalidation::statement_tick();
-    let s = Stamp::now();
-    let st = state();
-    if st.stamp == Some(s) {
-        return st.current.as_deref();
-    }
-    refresh(s)
-}
-
-enum Input<'a> {
-    Anonymous,
-    Token(&'a [u8]),
-    RequestClaims(&'a [u8]),
-    RequestClaimParts,
-}
-
-fn read_input() -> Input<'static> {
-    if let Some(t) = gucs::raw_str(&gucs::JWT) {
-        return Input::Token(t.to_bytes());
-    }
-    if gucs::TRUST_REQUEST_CLAIMS.get() {
-        if let Some(c) = gucs::raw_str(&gucs::REQUEST_CLAIMS) {
-            return Input::RequestClaims(c.to_bytes());
-        }
-        if gucs::raw_str(&gucs::REQUEST_CLAIM_SUB).is_some() {
-            return Input::RequestClaimParts;
-        }
-    }
-    Input::Anonymous
-}
-
-fn key_is_active(keys: &KeySet, kid: &Option<String>, now: f64) -> bool {
-    kid.as_ref()
-        .is_none_or(|k| keys.get(k).is_some_and(|e: &KeyEntry| e.active_at(now)))
-}
-
 /// Fully verifies `token` against the key set.
 pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Result<Bound> {
     let token =
@@ -412,181 +284,4 @@ pub fn verify_token(token: &[u8], now: f64, policy: &Policy) -> auth_core::Resul
     b.our_session = our_session;
     b.owner = owner;
     Ok(b)
-}
-
-#[cold]
-fn refresh(s: Stamp) -> Option<&'static Bound> {
-    let st = state();
-    st.stamp = None;
-    match read_input() {
-        Input::Anonymous => replace(None),
-        Input::Token(token) => {
-            let now = transaction_now();
-            let policy = gucs::policy();
-            let reusable = st.current.as_deref().filter(|b| {
-                !b.trusted_request_claims && b.source == token && b.config_gen == s.config
-            });
-            let keys = keys::current();
-            match reusable {
-                Some(b) if b.keys_fingerprint == keys.fingerprint => {
-                    claims::check_times(&b.times, now, &policy).or_raise();
-                    if !key_is_active(&keys.set, &b.kid, now) {
-                        raise(AuthError::invalid_token(
-                            "the key that signed the token has been retired",
-                        ));
-                    }
-                }
-                _ => {
-                    let b = verify_token(token, now, &policy).or_raise();
-                    replace(Some(Box::new(b)));
-                }
-            }
-        }
-        Input::RequestClaims(text) => {
-            let same = st.current.as_deref().is_some_and(|b| {
-                b.trusted_request_claims && b.source == text && b.config_gen == s.config
-            });
-            if !same {
-                let claims = auth_core::json::parse_object(text)
-                    .map_err(|e| {
-                        AuthError::invalid_claims(format!("request.jwt.claims {}", e.describe()))
-                    })
-                    .or_raise();
-                let b = Bound::new(text, true, claims, TimeClaims::default(), None, 0).or_raise();
-                replace(Some(Box::new(b)));
-            }
-        }
-        Input::RequestClaimParts => {
-            let mut claims = Map::new();
-            for (name, setting) in [
-                ("sub", &gucs::REQUEST_CLAIM_SUB),
-                ("role", &gucs::REQUEST_CLAIM_ROLE),
-                ("email", &gucs::REQUEST_CLAIM_EMAIL),
-            ] {
-                if let Some(v) = gucs::raw_str(setting) {
-                    claims.insert(
-                        name.to_string(),
-                        Value::String(v.to_string_lossy().into_owned()),
-                    );
-                }
-            }
-            let text = Value::Object(claims.clone()).to_string();
-            let same = st.current.as_deref().is_some_and(|b| {
-                b.trusted_request_claims && b.source == text.as_bytes() && b.config_gen == s.config
-            });
-            if !same {
-                let b = Bound::new(
-                    text.as_bytes(),
-                    true,
-                    claims,
-                    TimeClaims::default(),
-                    None,
-                    0,
-                )
-                .or_raise();
-                replace(Some(Box::new(b)));
-            }
-        }
-    }
-    if let Some(b) = st.current.as_deref() {
-        b.check_account(transaction_now());
-    }
-    // Stamp with the counters as they are now: loading keys may itself have processed
-    // invalidations, which must not be mistaken for later changes.
-    st.stamp = Some(Stamp::now());
-    st.current.as_deref()
-}
-
-/// Verifies `token` now, binds it to the current transaction (as `SET LOCAL auth.jwt`), and
-/// returns its claims.
-#[pg_extern(volatile, parallel_unsafe)]
-fn authenticate(token: &str) -> JsonB {
-    let now = transaction_now();
-    let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
-    b.check_account(now);
-    let claims = JsonB(Value::Object(b.claims.clone()));
-    let value = std::ffi::CString::new(token)
-        .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
-    gucs::set(
-        c"auth.jwt",
-        &value,
-        pg_sys::GucContext::PGC_USERSET,
-        pg_sys::GucSource::PGC_S_SESSION,
-        pg_sys::GucAction::GUC_ACTION_LOCAL,
-    );
-    replace(Some(Box::new(b)));
-    state().stamp = Some(Stamp::now());
-    claims
-}
-
-/// The token `auth.verify(token)` verified last, and the state it was verified in.
-struct LastVerified {
-    stamp: Stamp,
-    bound: Box<Bound>,
-}
-
-static mut LAST_VERIFIED: Option<LastVerified> = None;
-
-/// Nothing but the token input changed between `a` and `b`.
-fn same_state(a: Stamp, b: Stamp) -> bool {
-    Stamp { token: 0, ..a } == Stamp { token: 0, ..b }
-}
-
-/// `auth.verify(token)` (a C function, `sql/020_rls.sql`): the claims of `token` verified
-/// against the key set, binding nothing. The same token again in the same transaction, with
-/// no key, policy, user or session change since, answers the claims built once; a new token
-/// builds its result in the caller's memory, so many distinct tokens leave nothing behind.
-#[allow(static_mut_refs)]
-pub fn verify_claims(token: &[u8]) -> pg_sys::Datum {
-    invalidation::statement_tick();
-    // SAFETY: backends are single-threaded; the reference does not outlive this call.
-    let last = unsafe { &mut LAST_VERIFIED };
-    if let Some(v) = last.as_ref() {
-        if v.bound.source == token && same_state(v.stamp, Stamp::now()) {
-            return v.bound.jwt_datum();
-        }
-    }
-    let now = transaction_now();
-    let b = verify_token(token, now, &gucs::policy()).or_raise();
-    b.check_account(now);
-    let claims = JsonB(Value::Object(b.claims.clone()))
-        .into_datum()
-        .expect("jsonb datum");
-    *last = Some(LastVerified {
-        stamp: Stamp::now(),
-        bound: Box::new(b),
-    });
-    claims
-}
-
-/// Verifies `token` against one given JWK (no key set, no issuer/audience binding).
-#[pg_extern(stable, parallel_safe, name = "verify")]
-fn verify_with_key(token: &str, key: JsonB) -> JsonB {
-    let jwk = auth_core::Jwk::parse(&key.0).or_raise();
-    let entry = KeyEntry::new(jwk, None, None).or_raise();
-    let v =
-        auth_core::verify::verify_jwt_with_key(token, &entry, transaction_now(), &gucs::policy())
-            .or_raise();
-    JsonB(Value::Object(v.claims))
-}
-
-/// Verifies a compact JWS (any payload, no JWT claim checks) against a JWK, or against a JWKS
-/// with kid selection, and returns the payload bytes. For signed non-JWT content (webhooks,
-/// documents) and for testing the signature layer on its own.
-#[pg_extern(stable, parallel_safe)]
-fn verify_jws(token: &str, key: JsonB) -> Vec<u8> {
-    let max = gucs::MAX_TOKEN_BYTES.get() as usize;
-    if key.0.get("keys").is_some() {
-        let mut set = KeySet::new();
-        for jwk in auth_core::jwk::parse_jwks(&key.0).or_raise() {
-            set.insert(KeyEntry::new(jwk, None, None).or_raise())
-                .or_raise();
-        }
-        auth_core::verify_jws(token, &set, transaction_now(), max)
-            .or_raise()
-            .0
-    } else {
-        let entry = KeyEntry::new(auth_core::Jwk::parse(&key.0).or_raise(), None, None).or_raise();
-        auth_core::verify::verify_jws_with_key(token, &entry, max).or_raise()
-    }
 }

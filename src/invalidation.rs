@@ -6,6 +6,9 @@
 //! * Changes to a watched table (`auth.key_store`, …) send a relcache invalidation from a
 //!   statement trigger; every backend receives it at its next transaction start or lock, or at
 //!   its next helper call in a new statement (`statement_tick`), and bumps that table's counter.
+//! * [`Freshness`] is the one test of whether data loaded from watched tables may still be used.
+//!
+//! This module knows no cache: caches compare counters, so nothing here calls back up.
 
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -37,12 +40,12 @@ impl Watched {
         }
     }
     #[inline]
-    pub fn gen(&self) -> u64 {
+    fn gen(&self) -> u64 {
         self.gen.load(Relaxed)
     }
     /// Starts watching the table (from now on its changes bump `gen`) and returns its oid and
     /// owner. Raises when the extension is not installed in this database.
-    pub fn watch(&self) -> (pg_sys::Oid, pg_sys::Oid) {
+    fn watch(&self) -> (pg_sys::Oid, pg_sys::Oid) {
         let oid = pg_sys::Oid::from(self.oid.load(Relaxed));
         if oid != pg_sys::InvalidOid {
             return (oid, pg_sys::Oid::from(self.owner.load(Relaxed)));
@@ -54,7 +57,7 @@ impl Watched {
     }
     /// The transaction (by `XACT_GEN`) until which data loaded now may be trusted, or `None`
     /// when it is good until the next invalidation.
-    pub fn trust_until_xact(&self) -> Option<u64> {
+    fn trust_until_xact(&self) -> Option<u64> {
         let x = XACT_GEN.load(Relaxed);
         (self.inval_xact.load(Relaxed) == x).then_some(x)
     }
@@ -74,7 +77,49 @@ pub static SESSIONS: Watched = Watched::new("sessions");
 pub static ACCOUNT_ISSUERS: Watched = Watched::new("account_issuers");
 /// auth.identities: links from (issuer, subject) to accounts.
 pub static IDENTITIES: Watched = Watched::new("identities");
-pub static WATCHED: [&Watched; 5] = [&KEY_STORE, &USERS, &SESSIONS, &ACCOUNT_ISSUERS, &IDENTITIES];
+/// Every watched table, registered here and nowhere else.
+static WATCHED: [&Watched; 5] = [&KEY_STORE, &USERS, &SESSIONS, &ACCOUNT_ISSUERS, &IDENTITIES];
+
+/// Starts watching every table (once per backend, and again after an invalidation) and returns
+/// the owner of the extension's tables (of `auth.users`). Raises when the extension is not
+/// installed here.
+pub fn watch_all() -> pg_sys::Oid {
+    for w in WATCHED {
+        w.watch();
+    }
+    USERS.watch().1
+}
+
+/// What data loaded from some watched tables depended on: their counters, and the transaction
+/// until which a load made right after an invalidation may be trusted (it may predate the
+/// change). Taken *before* loading, so that a change arriving during the load forces another.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Freshness {
+    gen: u64,
+    until: Option<u64>,
+}
+
+/// One counter for several tables: counters only ever grow, so their sum changes exactly when
+/// one of them does.
+#[inline]
+pub fn generation(tables: &[&Watched]) -> u64 {
+    tables.iter().map(|w| w.gen()).sum()
+}
+
+impl Freshness {
+    pub fn take(tables: &[&Watched]) -> Freshness {
+        Freshness {
+            gen: generation(tables),
+            until: tables.iter().find_map(|w| w.trust_until_xact()),
+        }
+    }
+
+    /// Nothing in `tables` changed since `take`, and the load is still trusted.
+    #[inline]
+    pub fn is_fresh(&self, tables: &[&Watched]) -> bool {
+        self.gen == generation(tables) && self.until.is_none_or(|x| x == XACT_GEN.load(Relaxed))
+    }
+}
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
@@ -88,7 +133,6 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             | XACT_EVENT_PARALLEL_ABORT
     ) {
         XACT_GEN.fetch_add(1, Relaxed);
-        crate::identity::end_of_transaction();
     }
 }
 
@@ -147,15 +191,6 @@ fn locate(relname: &str) -> (pg_sys::Oid, pg_sys::Oid) {
         let owner = (*(*rel).rd_rel).relowner;
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         (oid, owner)
-    }
-}
-
-/// Watches the tables an account read depends on.
-pub fn watch_accounts(with_sessions: bool) {
-    USERS.watch();
-    IDENTITIES.watch();
-    if with_sessions {
-        SESSIONS.watch();
     }
 }
 

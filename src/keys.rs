@@ -2,9 +2,10 @@
 //! `auth.key_store` (readable by its owner only); every backend keeps a parsed copy that is
 //! reloaded when a relcache invalidation for the table arrives.
 
-use crate::errors::{invalid_parameter, spi_failed, OrRaise};
-use crate::invalidation::{ACCOUNT_ISSUERS, KEY_STORE};
-use crate::privilege;
+use crate::errors::{invalid_parameter, OrRaise};
+use crate::invalidation::{Freshness, Watched, ACCOUNT_ISSUERS, KEY_STORE};
+use crate::spi::{self, OrFail};
+use crate::{audit, clock, privilege};
 use auth_core::jwk::{parse_jwks, Jwk};
 use auth_core::{KeyEntry, KeySet};
 use pgrx::prelude::*;
@@ -21,15 +22,14 @@ pub struct LoadedKeys {
     /// Hash of the rows the set was built from: identities verified against an identical set
     /// stay valid across reloads.
     pub fingerprint: u64,
-    gen: u64,
-    trust_until_xact: Option<u64>,
+    loaded: Freshness,
 }
 
 static mut LOADED: Option<LoadedKeys> = None;
 
 // Runs as the owner with the search path pinned (privilege::as_owner); qualified anyway.
 // Times as integer microseconds since the Unix epoch (exact through jsonb), converted exactly
-// as `identity::transaction_now` converts the transaction time.
+// as `clock::transaction_now` converts the transaction time.
 const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_build_array(\
      (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
        (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
@@ -41,26 +41,14 @@ const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_build_array(\
 pub const ANY_AUDIENCE: &str = "*";
 
 /// Together with the key store, the declared account issuers decide what a token may act as.
-pub fn gen() -> u64 {
-    KEY_STORE.gen() + ACCOUNT_ISSUERS.gen()
-}
-
-fn trust_until_xact() -> Option<u64> {
-    KEY_STORE
-        .trust_until_xact()
-        .or(ACCOUNT_ISSUERS.trust_until_xact())
-}
+pub const TABLES: [&Watched; 2] = [&KEY_STORE, &ACCOUNT_ISSUERS];
 
 /// The current key set, reloaded if a key changed since it was loaded.
 #[allow(static_mut_refs)]
 pub fn current() -> &'static LoadedKeys {
     // SAFETY: a backend is single-threaded; the reference is not held across a reload.
     unsafe {
-        let xact = crate::invalidation::XACT_GEN.load(std::sync::atomic::Ordering::Relaxed);
-        let fresh = LOADED
-            .as_ref()
-            .is_some_and(|k| k.gen == gen() && k.trust_until_xact.is_none_or(|x| x == xact));
-        if !fresh {
+        if !LOADED.as_ref().is_some_and(|k| k.loaded.is_fresh(&TABLES)) {
             LOADED = Some(load());
         }
         LOADED.as_ref().unwrap()
@@ -68,12 +56,8 @@ pub fn current() -> &'static LoadedKeys {
 }
 
 fn load() -> LoadedKeys {
-    KEY_STORE.watch();
-    ACCOUNT_ISSUERS.watch();
-    // Read the counters before the rows: an invalidation arriving during the load forces
-    // another load on the next call.
-    let gen = gen();
-    let trust_until_xact = trust_until_xact();
+    crate::invalidation::watch_all();
+    let fresh = Freshness::take(&TABLES);
     let rows: Option<JsonB> = privilege::as_owner(|| {
         Spi::connect(|client| {
             client
@@ -126,8 +110,7 @@ fn load() -> LoadedKeys {
         generated,
         account_issuers,
         fingerprint: hasher.finish(),
-        gen,
-        trust_until_xact,
+        loaded: fresh,
     }
 }
 
@@ -144,7 +127,7 @@ fn audience_binding(v: &Value) -> auth_core::Result<Option<Vec<String>>> {
 }
 
 fn micros_to_unix(v: &Value) -> Option<f64> {
-    v.as_i64().map(crate::identity::unix_seconds_from_micros)
+    v.as_i64().map(clock::unix_seconds_from_micros)
 }
 
 /// Issuers that name local identities in `auth.identities` (provider column): a key bound to
@@ -184,7 +167,7 @@ fn check_binding(issuer: Option<&str>, audience: &Option<Vec<String>>) {
 /// Inserts or refreshes one key. The same kid with different key material is refused: a
 /// provider never reuses a kid, so that is a mistake or an attack.
 fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, source: &str) {
-    let existing: Option<String> = Spi::connect(|c| {
+    let existing: Option<String> = spi::run(|c| {
         let t = c.select(
             "SELECT thumbprint FROM auth.key_store WHERE kid = $1",
             None,
@@ -194,8 +177,7 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
             return Ok(None);
         }
         t.first().get_one::<String>()
-    })
-    .unwrap_or_else(|e: pgrx::spi::Error| spi_failed(e));
+    });
     let details = serde_json::json!({"kid": jwk.kid, "alg": jwk.alg.name(), "source": source, "issuer": issuer});
     match existing {
         Some(t) if t != jwk.thumbprint => invalid_parameter(format!(
@@ -205,7 +187,7 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
         Some(_) => {
             // Only when something changes: a periodic re-import neither invalidates every
             // backend's key cache nor fills the audit log.
-            let changed = Spi::connect_mut(|c| {
+            let changed = spi::run(|c| {
                 c.update(
                     "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, now()) \
                      WHERE kid = $1 AND (issuer IS DISTINCT FROM $2 OR audience IS DISTINCT FROM $3 \
@@ -214,10 +196,9 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
                     &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
                 )
                 .map(|t| t.len())
-            })
-            .unwrap_or_else(|e| spi_failed(e));
+            });
             if changed > 0 {
-                crate::audit::record("key_updated", None, None, details);
+                audit::record("key_updated", None, None, details);
             }
         }
         None => {
@@ -235,8 +216,8 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
                     source.into(),
                 ],
             )
-            .unwrap_or_else(|e| spi_failed(e));
-            crate::audit::record("key_added", None, None, details);
+            .or_fail();
+            audit::record("key_added", None, None, details);
         }
     }
 }
@@ -277,22 +258,21 @@ fn import_jwks(
 fn retire_key(kid: &str, at: default!(pgrx::datum::TimestampWithTimeZone, "now()")) {
     // No row limit: SPI's count stops a DML statement early, and then its AFTER STATEMENT
     // trigger (the cache invalidation) never fires.
-    let updated = Spi::connect_mut(|c| {
+    let updated = spi::run(|c| {
         c.update(
             "UPDATE auth.key_store SET valid_until = $2 WHERE kid = $1",
             None,
             &[kid.into(), at.into()],
         )
         .map(|t| t.len())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
     if updated == 0 {
         invalid_parameter(format!(
             "no key with kid {}",
             auth_core::jws::printable(kid)
         ));
     }
-    crate::audit::record(
+    audit::record(
         "key_retired",
         None,
         None,

@@ -2,20 +2,34 @@
 //!
 //! This crate is the thin PostgreSQL layer over `auth_core`: SQL functions, GUCs, caches,
 //! invalidation and error mapping. Where to find things:
-//! * `auth.uid()` and the other RLS helpers: `rls.rs` (hot path) over `identity.rs` (cache)
-//! * `auth.authenticate` / `auth.verify`: `identity.rs`
-//! * `auth.add_key` / `import_jwks` / `retire_key`, the key cache: `keys.rs`
-//! * GUCs: `gucs.rs`; error codes → SQLSTATE: `errors.rs`; what clients see of internal
-//!   errors: `client_errors.rs`; cross-backend freshness: `invalidation.rs`; the one door to
-//!   the owner's privileges (user switch + pinned search_path): `privilege.rs`
+//! * `auth.uid()` and the other RLS helpers: `rls.rs` (hot path) over `binding.rs` (the
+//!   identity bound to the transaction, cached), `identity.rs` (a verified token) and
+//!   `account.rs` (the account it acts as); the planner hook that makes them initPlans:
+//!   `planner.rs`
+//! * `auth.authenticate` / `auth.verify` / `auth.verify_jws`: `verify.rs`
+//! * `auth.add_key` / `import_jwks` / `retire_key`, the key cache: `keys.rs`; our own signing
+//!   keys and `auth.sign`: `signing_keys.rs`
+//! * `auth.sign_up` / `sign_in` / `ensure_user` / passwords: `credentials.rs`; sessions,
+//!   `auth.refresh`, `auth.sign_out`: `sessions.rs`; role-claim sync: `roles.rs`
+//! * bookkeeping that survives the caller's rollback (lockout, reuse revocation):
+//!   `autonomous.rs`; the audit log: `audit.rs`
+//! * GUCs: `gucs.rs`; the transaction clock: `clock.rs`; error codes → SQLSTATE: `errors.rs`;
+//!   what clients see of internal errors: `client_errors.rs`; our SPI calls: `spi.rs`;
+//!   cross-backend freshness: `invalidation.rs`; the one door to the owner's privileges (user
+//!   switch + pinned search_path): `privilege.rs`
 //! * Tables, views and grants: `sql/*.sql`
+//!
+//! Dependencies point one way, from the SQL entry points down to `invalidation`, `gucs`,
+//! `errors`, `clock` and `spi`, which know no other module.
 
 use pgrx::prelude::*;
 
 mod account;
 mod audit;
 mod autonomous;
+mod binding;
 mod client_errors;
+mod clock;
 mod credentials;
 mod errors;
 mod gucs;
@@ -26,7 +40,10 @@ mod planner;
 mod privilege;
 mod rls;
 mod roles;
-mod tokens;
+mod sessions;
+mod signing_keys;
+mod spi;
+mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -4,7 +4,7 @@
 //! [`as_owner`] switches the current user to the extension owner *and* pins the search path for
 //! its whole duration, so that no name in the SQL it runs (type in a cast, function, operator)
 //! can resolve to an object the caller planted in `pg_temp`, in a schema of its own, or through
-//! `ALTER DATABASE/ROLE … SET search_path` (DESIGN.md §8). SECURITY DEFINER functions get the
+//! `ALTER DATABASE/ROLE … SET search_path` (docs/security.md, "Trust boundaries"). SECURITY DEFINER functions get the
 //! same guarantee from their SET clause.
 
 use pgrx::pg_sys;
@@ -44,7 +44,7 @@ pub const PINNED_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
 /// Runs `f` as the owner of the extension's tables with `search_path` pinned to
 /// [`PINNED_SEARCH_PATH`]; both are restored afterwards, also when `f` raises.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    let (_, owner) = crate::invalidation::USERS.watch();
+    let owner = crate::invalidation::watch_all();
     // Also the one setting that changes how our queries' numbers read back as text, and the
     // one that would re-plan our kept plans at every call (the caller's plan_cache_mode).
     let _path = GucScope::new(&[

@@ -6,8 +6,9 @@
 //! wrappers, because they run once per row: after the first call in a transaction each is a
 //! stamp comparison that returns a datum cached for the token, with no allocation.
 
+use crate::binding;
 use crate::errors::raise_with_hint;
-use crate::identity::{self, Bound, LocalId};
+use crate::identity::{Bound, LocalId};
 use auth_core::{AuthError, ErrorCode};
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
@@ -71,47 +72,44 @@ fn uid_of(b: &Bound) -> Option<pg_sys::Datum> {
 }
 
 sql_function!(auth_verify, pg_finfo_auth_verify, |fcinfo| {
-    identity::verify_claims(text_arg(fcinfo).as_bytes())
+    crate::verify::verify_claims(text_arg(fcinfo).as_bytes())
 });
 
 sql_function!(auth_uid, pg_finfo_auth_uid, |fcinfo| {
-    let d = identity::current().and_then(uid_of);
+    let d = binding::current().and_then(uid_of);
     or_null(fcinfo, d)
 });
 
 sql_function!(auth_user_id, pg_finfo_auth_user_id, |fcinfo| {
-    or_null(fcinfo, identity::current().and_then(Bound::user_id_datum))
+    or_null(fcinfo, binding::current().and_then(Bound::user_id_datum))
 });
 
 sql_function!(auth_role, pg_finfo_auth_role, |fcinfo| {
-    or_null(fcinfo, identity::current().and_then(Bound::role_datum))
+    or_null(fcinfo, binding::current().and_then(Bound::role_datum))
 });
 
 sql_function!(auth_email, pg_finfo_auth_email, |fcinfo| {
-    or_null(fcinfo, identity::current().and_then(Bound::email_datum))
+    or_null(fcinfo, binding::current().and_then(Bound::email_datum))
 });
 
 sql_function!(auth_jwt, pg_finfo_auth_jwt, |fcinfo| {
-    or_null(fcinfo, identity::current().map(Bound::jwt_datum))
+    or_null(fcinfo, binding::current().map(Bound::jwt_datum))
 });
 
 sql_function!(auth_claim, pg_finfo_auth_claim, |fcinfo| {
     let path = text_arg(fcinfo);
-    or_null(
-        fcinfo,
-        identity::current().and_then(|b| b.claim_datum(path)),
-    )
+    or_null(fcinfo, binding::current().and_then(|b| b.claim_datum(path)))
 });
 
 sql_function!(auth_roles, pg_finfo_auth_roles, |fcinfo| {
-    match identity::current() {
+    match binding::current() {
         Some(b) => b.roles_datum(),
         None => Vec::<String>::new().into_datum().expect("empty text[]"),
     }
 });
 
 fn has_role(role: &str) -> bool {
-    identity::current().is_some_and(|b| b.has_role(role))
+    binding::current().is_some_and(|b| b.has_role(role))
 }
 
 sql_function!(auth_has_role, pg_finfo_auth_has_role, |fcinfo| {
@@ -121,7 +119,7 @@ sql_function!(auth_has_role, pg_finfo_auth_has_role, |fcinfo| {
 sql_function!(auth_require_role, pg_finfo_auth_require_role, |fcinfo| {
     let role = text_arg(fcinfo);
     if !has_role(role) {
-        let who = if identity::current().is_some() {
+        let who = if binding::current().is_some() {
             "the current user"
         } else {
             "an anonymous request"

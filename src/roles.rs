@@ -12,14 +12,15 @@
 //! read takes a snapshot after the lock, so it sees every grant committed before. Under
 //! REPEATABLE READ a concurrent change to the same user is a serialization failure to retry.
 
-use crate::errors::{raise, spi_failed};
+use crate::errors::raise;
 use crate::privilege;
+use crate::spi::{self, OrFail};
 use auth_core::{AuthError, ErrorCode};
 use pgrx::datum::Uuid;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
+use pgrx::spi::{quote_identifier, quote_literal, SpiClient};
 use pgrx::{pg_sys, JsonB, PgTrigger};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A registered grant table.
 struct Source {
@@ -44,11 +45,11 @@ impl Source {
     /// `SELECT user_id, role` of this source's grants to the users in `ids` (a FROM item
     /// aliased `a(id)`).
     fn granted_sql(&self, ids: &str) -> String {
-        let ucol = quote_ident(&self.user_column);
+        let ucol = quote_identifier(&self.user_column);
         match self.role_column() {
             Some(rcol) => format!(
                 "SELECT g.{ucol}::pg_catalog.uuid AS user_id, g.{rcol}::pg_catalog.text AS role FROM {name} g JOIN {ids} ON a.id = g.{ucol} WHERE g.{rcol} IS NOT NULL",
-                rcol = quote_ident(rcol),
+                rcol = quote_identifier(rcol),
                 name = self.name
             ),
             None => format!(
@@ -58,14 +59,6 @@ impl Source {
             ),
         }
     }
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn sources(c: &SpiClient<'_>) -> Vec<Source> {
@@ -92,7 +85,7 @@ fn sources(c: &SpiClient<'_>) -> Vec<Source> {
             None,
             &[],
         )
-        .unwrap_or_else(|e| spi_failed(e));
+        .or_fail();
     t.map(|row| Source {
         table: row
             .get::<pg_sys::Oid>(1)
@@ -140,17 +133,6 @@ fn readable(srcs: Vec<Source>) -> Vec<Source> {
         .collect()
 }
 
-fn roles_of(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(String::from))
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 /// Above this many affected users a statement takes the bulk path: one table lock instead of
 /// a row lock per user.
 const BULK_USERS: usize = 1000;
@@ -179,12 +161,20 @@ fn apply(users: &[Uuid]) -> i64 {
     // grouping should stay in memory.
     let _settings = privilege::GucScope::new(&[(c"jit", c"off"), (c"work_mem", c"64MB")]);
     privilege::as_owner(|| {
-        Spi::connect_mut(|c| {
+        spi::run(|c| {
             let ids = || users.to_vec();
             if users.len() > BULK_USERS {
-                c.update("LOCK TABLE auth.role_sync_sources IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+                c.update(
+                    "LOCK TABLE auth.role_sync_sources IN SHARE ROW EXCLUSIVE MODE",
+                    None,
+                    &[],
+                )?;
             } else {
-                c.update("LOCK TABLE auth.role_sync_sources IN ROW EXCLUSIVE MODE", None, &[])?;
+                c.update(
+                    "LOCK TABLE auth.role_sync_sources IN ROW EXCLUSIVE MODE",
+                    None,
+                    &[],
+                )?;
                 c.update(
                     "SELECT 1 FROM auth.users WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
                     None,
@@ -194,9 +184,13 @@ fn apply(users: &[Uuid]) -> i64 {
             let srcs = readable(sources(c));
             let a = "unnest($1::pg_catalog.uuid[]) a(id)";
             let granted = if srcs.is_empty() {
-                "SELECT NULL::pg_catalog.uuid AS user_id, NULL::pg_catalog.text AS role WHERE false".to_string()
+                "SELECT NULL::pg_catalog.uuid AS user_id, NULL::pg_catalog.text AS role WHERE false"
+                    .to_string()
             } else {
-                srcs.iter().map(|s| s.granted_sql(a)).collect::<Vec<_>>().join(" UNION ALL ")
+                srcs.iter()
+                    .map(|s| s.granted_sql(a))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ")
             };
             let rows = c.update(
                 &format!(
@@ -215,12 +209,19 @@ fn apply(users: &[Uuid]) -> i64 {
                 let id: Uuid = row.get(1)?.expect("users.id is not null");
                 let current = row.get::<JsonB>(2)?.map(|j| j.0);
                 let sync = row.get::<JsonB>(3)?.map(|j| j.0);
-                let synced_prev = roles_of(sync.as_ref().and_then(|s| s.get("synced")));
-                let kept_prev = roles_of(sync.as_ref().and_then(|s| s.get("kept")));
+                let synced_prev =
+                    auth_core::roles::of_value(sync.as_ref().and_then(|s| s.get("synced")));
+                let kept_prev =
+                    auth_core::roles::of_value(sync.as_ref().and_then(|s| s.get("kept")));
                 let mut synced_new: Vec<String> = row.get(4)?.unwrap_or_default();
                 synced_new.sort();
                 synced_new.dedup();
-                let (roles, kept) = auth_core::roles::merge(&roles_of(current.as_ref()), &synced_prev, &kept_prev, &synced_new);
+                let (roles, kept) = auth_core::roles::merge(
+                    &auth_core::roles::of_value(current.as_ref()),
+                    &synced_prev,
+                    &kept_prev,
+                    &synced_new,
+                );
                 let roles_json = json!(roles);
                 let roles_change = current.as_ref() != Some(&roles_json);
                 let sync_change = synced_new != synced_prev || kept != kept_prev;
@@ -228,7 +229,10 @@ fn apply(users: &[Uuid]) -> i64 {
                     changed += roles_change as i64;
                     upd_ids.push(id);
                     upd_roles.push(roles_change.then(|| pg_array_literal(&roles)));
-                    upd_sync.push((!synced_new.is_empty()).then(|| json!({"synced": synced_new, "kept": kept}).to_string()));
+                    upd_sync.push(
+                        (!synced_new.is_empty())
+                            .then(|| json!({"synced": synced_new, "kept": kept}).to_string()),
+                    );
                 }
             }
             if !upd_ids.is_empty() {
@@ -245,7 +249,6 @@ fn apply(users: &[Uuid]) -> i64 {
             }
             Ok::<_, pgrx::spi::Error>(changed)
         })
-        .unwrap_or_else(|e| spi_failed(e))
     })
 }
 
@@ -254,12 +257,12 @@ fn user_ids(c: &SpiClient<'_>, from: &str, user_column: &str) -> Vec<Uuid> {
     c.select(
         &format!(
             "SELECT DISTINCT {col}::pg_catalog.uuid FROM {from} WHERE {col} IS NOT NULL",
-            col = quote_ident(user_column)
+            col = quote_identifier(user_column)
         ),
         None,
         &[],
     )
-    .unwrap_or_else(|e| spi_failed(e))
+    .or_fail()
     .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
@@ -270,7 +273,7 @@ fn users_with_synced_roles(c: &SpiClient<'_>) -> Vec<Uuid> {
         None,
         &[],
     )
-    .unwrap_or_else(|e| spi_failed(e))
+    .or_fail()
     .filter_map(|r| r.get::<Uuid>(1).ok().flatten())
     .collect()
 }
@@ -338,8 +341,7 @@ fn sync_role_claim<'a>(
                         let id: Option<Uuid> =
                             tuple.get_by_name(&user_column).unwrap_or_else(|_| {
                                 crate::errors::invalid_parameter(format!(
-                                    "column {} of {table_name} must exist and be of type uuid",
-                                    quote_ident(&user_column)
+                                    "column \"{user_column}\" of {table_name} must exist and be of type uuid"
                                 ))
                             });
                         if let Some(id) = id {
@@ -358,7 +360,7 @@ fn sync_role_claim<'a>(
                     unsafe { pg_sys::SPI_register_trigger_data(td) };
                     let mut ids: Vec<Uuid> = Vec::new();
                     for t in [old, new].into_iter().flatten() {
-                        ids.extend(user_ids(c, &quote_ident(t), &user_column));
+                        ids.extend(user_ids(c, &quote_identifier(t), &user_column));
                     }
                     ids.sort();
                     ids.dedup();
@@ -390,7 +392,7 @@ fn _sync_new_users<'a>(
                 return Vec::new();
             }
             unsafe { pg_sys::SPI_register_trigger_data(td) };
-            user_ids(c, &quote_ident(new), "id")
+            user_ids(c, &quote_identifier(new), "id")
         })
     });
     apply(&ids);
@@ -467,13 +469,9 @@ fn enable_role_sync(
     match column_type(grant_table, user_column).as_deref() {
         Some("uuid") => {}
         Some(t) => crate::errors::invalid_parameter(format!(
-            "column {} of {name} is {t}; the user id column must be uuid",
-            quote_ident(user_column)
+            "column \"{user_column}\" of {name} is {t}; the user id column must be uuid"
         )),
-        None => crate::errors::invalid_parameter(format!(
-            "{name} has no column {}",
-            quote_ident(user_column)
-        )),
+        None => crate::errors::invalid_parameter(format!("{name} has no column \"{user_column}\"")),
     }
     if let Some(rcol) = role.strip_prefix('=') {
         match column_type(grant_table, rcol).as_deref() {
@@ -487,12 +485,11 @@ fn enable_role_sync(
                 .unwrap_or(None)
                 .unwrap_or(false);
                 if !is_enum {
-                    crate::errors::invalid_parameter(format!("column {} of {name} is {t}; a role column must be text, varchar or an enum", quote_ident(rcol)));
+                    crate::errors::invalid_parameter(format!("column \"{rcol}\" of {name} is {t}; a role column must be text, varchar or an enum"));
                 }
             }
             None => crate::errors::invalid_parameter(format!(
-                "{name} has no column {} for the role",
-                quote_ident(rcol)
+                "{name} has no column \"{rcol}\" for the role"
             )),
         }
     } else if role.is_empty() || role.chars().any(|c| c.is_control()) {
@@ -502,7 +499,7 @@ fn enable_role_sync(
     }
     let trig = trigger_name(role, user_column);
     let args = format!("{}, {}", quote_literal(role), quote_literal(user_column));
-    Spi::connect_mut(|c| {
+    spi::run(|c| {
         let inserted = c
             .update(
                 "INSERT INTO auth.role_sync_sources (grant_table, role, user_column) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1",
@@ -517,7 +514,7 @@ fn enable_role_sync(
                 c.update(
                     &format!(
                         "CREATE TRIGGER {t} AFTER {event} ON {name} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION auth.sync_role_claim({args})",
-                        t = quote_ident(&format!("{trig}{suffix}"))
+                        t = quote_identifier(format!("{trig}{suffix}"))
                     ),
                     None,
                     &[],
@@ -525,8 +522,7 @@ fn enable_role_sync(
             }
         }
         Ok::<_, pgrx::spi::Error>(())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
     let ids = Spi::connect(|c| user_ids(c, &name, user_column));
     apply(&ids)
 }
@@ -542,15 +538,14 @@ fn disable_role_sync(
 ) -> i64 {
     let grant_table = grant_table.oid();
     let name = table_name(grant_table);
-    let removed = Spi::connect_mut(|c| {
+    let removed = spi::run(|c| {
         c.update(
             "DELETE FROM auth.role_sync_sources WHERE grant_table = $1 AND role = $2 AND user_column = $3 RETURNING 1",
             None,
             &[grant_table.into(), role.into(), user_column.into()],
         )
         .map(|t| t.len())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
     if removed == 0 {
         crate::errors::invalid_parameter(format!(
             "{name} is not registered for role {} by {}",
@@ -559,20 +554,19 @@ fn disable_role_sync(
         ));
     }
     let trig = trigger_name(role, user_column);
-    Spi::connect_mut(|c| {
+    spi::run(|c| {
         for (suffix, _, _) in trigger_shapes() {
             c.update(
                 &format!(
                     "DROP TRIGGER IF EXISTS {} ON {name}",
-                    quote_ident(&format!("{trig}{suffix}"))
+                    quote_identifier(format!("{trig}{suffix}"))
                 ),
                 None,
                 &[],
             )?;
         }
         Ok::<_, pgrx::spi::Error>(())
-    })
-    .unwrap_or_else(|e| spi_failed(e));
+    });
     let ids = Spi::connect(users_with_synced_roles);
     apply(&ids)
 }

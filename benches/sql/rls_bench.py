@@ -10,7 +10,7 @@
    (cached verification) and with a different user's token every transaction.
 
 Usage: benches/sql/rls_bench.py [--rows N] [--runs K] [--pgbench-seconds S]
-Targets (DESIGN.md §5): policy ≤ 1.2× literal; ≥ 10× faster than Supabase-style SQL;
+Targets (docs/performance.md "Targets"): policy ≤ 1.2× literal; ≥ 10× faster than Supabase-style SQL;
 pgbench with a token ≥ 0.9× the TPS without auth.
 """
 import argparse

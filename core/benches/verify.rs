@@ -2,7 +2,7 @@
 //! key selection by kid, signature, strict claims JSON, claim policy) next to
 //! `jsonwebtoken::decode` of the same token with the same checks (alg, exp, iss, aud), measured
 //! in the same run. Prints the ratio per algorithm (target ≤ 1.3) and the absolute figures
-//! against DESIGN.md §5.
+//! against docs/performance.md "Targets".
 //!
 //!   cargo bench -p auth_core --bench verify
 //!   AUTH_BENCH_SMOKE=1 cargo bench -p auth_core --bench verify   (CI: tiny sample, same table)
@@ -18,7 +18,7 @@ const ALGS: [&str; 12] = [
     "ES384", "EdDSA",
 ];
 
-/// DESIGN.md §5 absolute targets for a first verification, in µs.
+/// docs/performance.md "Targets" absolute targets for a first verification, in µs.
 fn target_us(alg: &str) -> Option<f64> {
     match alg {
         "HS256" => Some(5.0),

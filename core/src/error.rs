@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// The stable codes of DESIGN.md §4. The SQL layer maps each to its SQLSTATE.
+/// The stable codes of README "Errors". The SQL layer maps each to its SQLSTATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     InvalidToken,
@@ -39,19 +39,6 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "READ_ONLY",
             ErrorCode::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorCode::NotConfigured => "NOT_CONFIGURED",
-        }
-    }
-
-    /// The SQLSTATE of the code, as five characters (DESIGN.md §4).
-    pub const fn sqlstate(self) -> &'static str {
-        match self {
-            ErrorCode::InsufficientPermissions => "42501",
-            ErrorCode::InvalidCredentials => "28P01",
-            ErrorCode::InvalidParameter => "22023",
-            ErrorCode::ReadOnly => "25006",
-            ErrorCode::Unavailable => "53000",
-            ErrorCode::NotConfigured => "55000",
-            _ => "28000",
         }
     }
 

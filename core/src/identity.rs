@@ -89,20 +89,9 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     Some(cur)
 }
 
-/// Application roles at `path`: an array of strings (non-strings ignored) or a single string;
-/// anything else means no roles. Sorted and de-duplicated so membership is a binary search.
+/// Application roles at `path` (see [`crate::roles::of_value`]).
 pub fn roles_at(claims: &Map<String, Value>, path: &str) -> Vec<String> {
-    let mut roles: Vec<String> = match lookup(claims, path) {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    };
-    roles.sort();
-    roles.dedup();
-    roles
+    crate::roles::of_value(lookup(claims, path))
 }
 
 #[cfg(test)]

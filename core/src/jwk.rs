@@ -758,13 +758,13 @@ mod tests {
             b"any other message",
         ] {
             assert!(
-                signature::Verifier::verify(backend.as_ref(), msg, &fixed).is_ok(),
+                jsonwebtoken::signature::Verifier::verify(backend.as_ref(), msg, &fixed).is_ok(),
                 "the backend accepts the forgery (if this fails, the backend now refuses it too)"
             );
         }
         // A real key does not accept it, and the identity key never gets that far.
         let real = Jwk::parse(&ed_key()).unwrap().verifier().unwrap();
-        assert!(signature::Verifier::verify(real.as_ref(), b"any", &fixed).is_err());
+        assert!(jsonwebtoken::signature::Verifier::verify(real.as_ref(), b"any", &fixed).is_err());
         assert!(Jwk::parse(&okp(&identity)).is_err());
     }
 

@@ -44,7 +44,12 @@ impl KeyEntry {
     pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
         // The signature crate's Verifier takes the signature by its associated type (Vec<u8>);
         // this one copy is far below the cost of the public-key operation.
-        signature::Verifier::verify(self.verifier.as_ref(), message, &signature.to_vec()).is_ok()
+        jsonwebtoken::signature::Verifier::verify(
+            self.verifier.as_ref(),
+            message,
+            &signature.to_vec(),
+        )
+        .is_ok()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod jwk;
 pub mod jws;
 pub mod keyset;
 pub mod password;
+pub mod random;
 pub mod roles;
 pub mod signing;
 pub mod verify;

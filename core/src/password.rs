@@ -14,7 +14,6 @@
 //! and is rehashed to argon2id with all its bytes on the next successful sign-in.
 
 use crate::error::{AuthError, Result};
-use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -37,7 +36,7 @@ pub const DEFAULT_MAX_MEMORY_KIB: u32 = 256 * 1024;
 /// RFC 9106's 64 MiB × 3: 0.2 s). `measure_verify_cost` (an ignored test) re-measures.
 pub const DEFAULT_MAX_MEMORY_PASSES: u64 = 2 * 1024 * 1024;
 
-/// Caps on the cost of verifying a stored hash (bounded cost for every input, DESIGN.md §8).
+/// Caps on the cost of verifying a stored hash (bounded cost for every input, docs/security.md "Trust boundaries").
 /// Each cap tightens the absolute ceilings above; a value beyond a ceiling acts as the ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyLimits {
@@ -175,7 +174,8 @@ fn check_password(password: &[u8]) -> Result<()> {
 /// Hashes `password` with argon2id and a fresh 16-byte random salt; returns a PHC string.
 pub fn hash(password: &[u8], params: Argon2Params) -> Result<String> {
     check_password(password)?;
-    let salt = SaltString::generate(&mut OsRng);
+    let salt = SaltString::encode_b64(&crate::random::bytes(16))
+        .map_err(|e| AuthError::invalid_parameter(format!("argon2 salt failed: {e}")))?;
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_params()?);
     hasher
         .hash_password(password, &salt)

@@ -6,7 +6,23 @@
 //! first gave them). A role leaves the user's roles when its last grant goes, unless it was
 //! kept; manual roles never leave; a granted role is present whatever was done by hand.
 
-/// Sorted, duplicate-free.
+use serde_json::Value;
+
+/// Application roles as a JSON value holds them, in a token claim or a user row: an array of
+/// strings (non-strings ignored) or a single string; anything else means no roles. Sorted and
+/// de-duplicated, so membership is a binary search.
+pub fn of_value(v: Option<&Value>) -> Vec<String> {
+    let roles = match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    normalise(roles)
+}
+
 /// The suffix naming the sync triggers of one (role, user column) registration: 12 hex digits
 /// of the SHA-256 of the lower-cased pair (lower-cased as in 0.1.0, whose installed triggers
 /// carry these names).

@@ -7,7 +7,7 @@ use crate::b64;
 use crate::error::{AuthError, Result};
 use crate::jwk::Jwk;
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
@@ -28,14 +28,6 @@ pub struct GeneratedKey {
 
 fn internal(what: &str) -> AuthError {
     AuthError::invalid_parameter(format!("{what} failed in the crypto backend"))
-}
-
-pub fn random_bytes(n: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; n];
-    SystemRandom::new()
-        .fill(&mut buf)
-        .expect("the system random source works");
-    buf
 }
 
 pub fn generate(alg: Alg) -> Result<GeneratedKey> {
@@ -71,7 +63,7 @@ pub fn generate(alg: Alg) -> Result<GeneratedKey> {
             (der.as_ref().to_vec(), jwk)
         }
         Alg::HS256 => {
-            let secret = random_bytes(32);
+            let secret = crate::random::bytes(32);
             let jwk = json!({"kty": "oct", "alg": "HS256", "k": b64::encode(&secret)});
             (secret, jwk)
         }
@@ -135,7 +127,7 @@ impl Signer {
 
 /// A new refresh token: 256 random bits, base64url.
 pub fn new_refresh_token() -> String {
-    b64::encode(&random_bytes(32))
+    b64::encode(&crate::random::bytes(32))
 }
 
 /// The successor of a refresh token under `secret`: HMAC-SHA256, base64url.

@@ -55,7 +55,7 @@ const WYCHEPROOF_JWS_DEVIATIONS: &[(u64, bool, &str)] = &[
     (
         347,
         false,
-        "P-521/ES512 keys are refused by design (DESIGN.md: P-521 → INVALID_PARAMETER)",
+        "P-521/ES512 keys are refused by design (docs/keys.md: P-521 → INVALID_PARAMETER)",
     ),
     (351, false, "same as 347 with key_ops"),
     (
@@ -484,7 +484,7 @@ fn bcrypt_hashes() {
         }
         if t["portable"] == false {
             // crypt_blowfish's $2a$ counter-measure for 8-bit bytes; OpenBSD semantics here
-            // (as pyca/bcrypt and the Rust crate): a plain mismatch, documented in the README.
+            // (as pyca/bcrypt and the Rust crate): a plain mismatch, documented in docs/credentials.md.
             assert_eq!(got, Ok(false), "{h}");
             continue;
         }

@@ -215,7 +215,7 @@ fn confusion(spki: Vec<u8>, extra: Vec<Vec<u8>>, members: &Map<String, Value>) -
 /// Key material comes from the system RNG: ECDSA and PSS signatures are randomised anyway, so
 /// the seed could not make the seed tokens byte-reproducible; failure reports print the keys.
 fn hmac_material(name: &'static str, len: usize) -> Material {
-    let secret = auth_core::signing::random_bytes(len);
+    let secret = auth_core::random::bytes(len);
     let mut members = Map::new();
     members.insert("kty".into(), json!("oct"));
     members.insert("k".into(), json!(b64::encode(&secret)));

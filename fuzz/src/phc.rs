@@ -129,7 +129,7 @@ fn argon2_hash(
         b.data(d.try_into().expect("associated data"));
     }
     let params = b.build().expect("argon2 params");
-    let salt = SaltString::encode_b64(&auth_core::signing::random_bytes(16)).expect("salt");
+    let salt = SaltString::encode_b64(&auth_core::random::bytes(16)).expect("salt");
     Argon2::new(alg, version, params)
         .hash_password(pw, &salt)
         .expect("argon2 hash")

@@ -1,4 +1,4 @@
-"""Bounded cost for every input (DESIGN.md §8): memory that does not grow with the number of
+"""Bounded cost for every input (docs/security.md, "Trust boundaries"): memory that does not grow with the number of
 tokens bound or claim paths asked for, stored password hashes verified only within caps, and
 weak (small-order) Ed25519 keys refused wherever a key enters."""
 import base64

@@ -42,7 +42,7 @@ What must hold:
     key it was checked against (key set: the kid names the signing key, or there is no kid, and
     iss/aud are ours), excluding the crafted tokens that must be refused (crit, duplicates, too
     deep, expired, …). The one deliberate exception is the high-S twin of our own ECDSA
-    signatures, which the README documents as accepted (made here with our key's signature);
+    signatures, which docs/keys.md documents as accepted (made here with our key's signature);
   * the unmutated valid tokens are accepted by every entry point, with the right sub;
   * a few crafted classes get their precise code (alg none, JWE, oversized: INVALID_TOKEN;
     expired: TOKEN_EXPIRED; nbf ahead: TOKEN_NOT_YET_VALID; no exp: INVALID_CLAIMS);
@@ -585,7 +585,7 @@ class Fuzzer:
         # the intact token is ours (a later mutation may well undo the surgery)
         self.allow(f"{si}.{b64e(sig)}", k, keyset=True)
         if k.alg in ("ES256", "ES384") and r.random() < 0.35:
-            # README: high-S ECDSA signatures are valid JWS and accepted. The twin (r, n - s) of our
+            # docs/keys.md: high-S ECDSA signatures are valid JWS and accepted. The twin (r, n - s) of our
             # own signature is as much ours as (r, s): allowed, not a forgery.
             n = P256_N if k.alg == "ES256" else P384_N
             size = len(sig) // 2

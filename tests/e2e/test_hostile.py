@@ -1,7 +1,7 @@
 """Hostile environments: nothing a caller sends may borrow the extension owner's privileges.
 
-A threat model, executed (DESIGN.md §8 "Nobody borrows the owner's privileges", "Clients see
-codes, not internals"; README "Privileges").
+A threat model, executed (docs/security.md "Trust boundaries": "Nobody borrows the owner's privileges", "Clients see
+codes, not internals"; docs/operations.md "Privileges").
 
 What is at stake
 ----------------
