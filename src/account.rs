@@ -3,13 +3,14 @@
 //! for roles, bans, deletion and session revocation. Which account a token may act as is
 //! decided by its issuer ([`Owner`]): never by its `sub` alone.
 
+use crate::clock;
 use crate::invalidation::{Freshness, Watched, IDENTITIES, SESSIONS, USERS};
-use crate::privilege;
+use crate::row_lookup::{self, Equals};
 use auth_core::{Identity, Uid};
 use pgrx::datum::Uuid;
-use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::{pg_sys, FromDatum, JsonB};
 use serde_json::Value;
+use std::ffi::CStr;
 
 /// Which local account, if any, a token may act as: identity is (issuer, subject), and an
 /// issuer's identities are asserted only by keys bound to that issuer (docs/keys.md, "Identity: issuer and subject").
@@ -62,30 +63,6 @@ struct Key {
 /// entry is used only while its stamp is fresh. Bounded: emptied when full.
 const CACHE_ENTRIES: usize = 4096;
 static mut CACHE: Option<std::collections::HashMap<Key, (Freshness, Account)>> = None;
-/// The account query, planned once per backend (as the owner, with the pinned search path,
-/// which the plan cache keeps for any re-planning).
-static mut PLAN: Option<pgrx::spi::OwnedPreparedStatement> = None;
-
-// By id for issuers that own accounts by id; through the (issuer, subject) link for others.
-// At most one row either way: users.id and identities (provider, provider_id) are unique.
-// Times as numeric (exact in jsonb, whatever the caller's extra_float_digits).
-const QUERY: &str = "SELECT pg_catalog.jsonb_build_object(
-        'id', u.id,
-        'roles', u.raw_app_meta_data OPERATOR(pg_catalog.#>) $1,
-        'banned_until', EXTRACT(EPOCH FROM u.banned_until),
-        'deleted', u.deleted_at IS NOT NULL,
-        'session_revoked', $5::pg_catalog.uuid IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM auth.sessions s
-             WHERE s.id OPERATOR(pg_catalog.=) $5 AND s.user_id OPERATOR(pg_catalog.=) u.id
-               AND s.revoked_at IS NULL),
-        'session_not_after', (SELECT EXTRACT(EPOCH FROM s.not_after) FROM auth.sessions s
-                               WHERE s.id OPERATOR(pg_catalog.=) $5))
-   FROM auth.users u
-  WHERE u.id OPERATOR(pg_catalog.=) coalesce($2, (
-          SELECT i.user_id FROM auth.identities i
-           WHERE i.provider OPERATOR(pg_catalog.=) $3
-             AND i.provider_id OPERATOR(pg_catalog.=) $4))";
-
 /// Reads the account `ident` acts as under `owner`. `our_session` is the `session_id` claim of
 /// a token signed by one of our own keys (sessions of other issuers are theirs to revoke).
 pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Account {
@@ -129,68 +106,122 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
     account
 }
 
-fn read(key: &Key) -> Account {
-    use pgrx::{PgBuiltInOids, PgOid};
-    let (issuer, subject) = key
-        .link
-        .as_ref()
-        .map(|(i, s)| (i.as_str(), s.as_str()))
-        .unzip();
-    let row = privilege::as_owner(|| {
-        Spi::connect(|c| {
-            // SAFETY: backends are single-threaded; the plan is not freed while used.
-            #[allow(static_mut_refs)]
-            let plan = unsafe {
-                if PLAN.is_none() {
-                    let types = [
-                        PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
-                        PgOid::BuiltIn(PgBuiltInOids::UUIDOID),
-                        PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
-                        PgOid::BuiltIn(PgBuiltInOids::TEXTOID),
-                        PgOid::BuiltIn(PgBuiltInOids::UUIDOID),
-                    ];
-                    PLAN = Some(c.prepare(QUERY, &types)?.keep());
-                }
-                PLAN.as_ref().expect("just prepared")
-            };
-            let t = c.select(
-                plan,
-                Some(1),
-                &[
-                    key.path.clone().unwrap_or_default().into(),
-                    key.by_id.map(Uuid::from_bytes).into(),
-                    issuer.into(),
-                    subject.into(),
-                    key.session.map(Uuid::from_bytes).into(),
-                ],
-            )?;
-            if t.is_empty() {
-                return Ok(None);
-            }
-            t.first().get::<JsonB>(1)
-        })
+/// `banned_until` and `not_after` as Unix seconds (±infinity kept as such).
+fn timestamp(d: Option<pg_sys::Datum>) -> Option<f64> {
+    let micros = d?.value() as i64;
+    Some(match micros {
+        i64::MAX => f64::INFINITY,
+        i64::MIN => f64::NEG_INFINITY,
+        m => clock::unix_seconds_from_pg_micros(m),
     })
-    .unwrap_or_else(|e: pgrx::spi::Error| pgrx::error!("auth_ext: cannot read auth.users: {e}"));
-    let Some(JsonB(row)) = row else {
+}
+
+fn uuid_bytes(d: pg_sys::Datum) -> [u8; 16] {
+    // SAFETY: a uuid datum points to its 16 bytes.
+    unsafe { *(d.cast_mut_ptr::<[u8; 16]>()) }
+}
+
+/// `value #> path`: objects by key, arrays by (possibly negative) index.
+fn at_path<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    for p in path {
+        value = match value {
+            Value::Object(m) => m.get(p)?,
+            Value::Array(a) => {
+                let i: i64 = p.parse().ok()?;
+                let i = if i < 0 { a.len() as i64 + i } else { i };
+                a.get(usize::try_from(i).ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+fn uuid_key(column: &'static CStr, bytes: &[u8; 16]) -> Equals {
+    Equals {
+        column,
+        eq_proc: pg_sys::F_UUID_EQ,
+        collation: pg_sys::InvalidOid,
+        value: pg_sys::Datum::from(bytes.as_ptr()),
+    }
+}
+
+fn text_key(column: &'static CStr, text: &str) -> Equals {
+    // SAFETY: palloc'd in the current context, which outlives the lookup.
+    let value = unsafe {
+        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+            text.as_ptr().cast(),
+            text.len() as i32,
+        ))
+    };
+    Equals {
+        column,
+        eq_proc: pg_sys::F_TEXTEQ,
+        collation: pg_sys::DEFAULT_COLLATION_OID,
+        value,
+    }
+}
+
+/// The account `key` names, read by index probes (users by id, identities by (provider,
+/// provider_id), sessions by id) in the caller's snapshot.
+fn read(key: &Key) -> Account {
+    let id = match (&key.by_id, &key.link) {
+        (Some(id), _) => Some(*id),
+        (None, Some((issuer, subject))) => row_lookup::by_unique_index(
+            IDENTITIES.relid(),
+            c"identities_provider_provider_id_key",
+            &[text_key(c"provider", issuer), text_key(c"provider_id", subject)],
+            &[c"user_id"],
+            |v| v[0].map(uuid_bytes),
+        )
+        .flatten(),
+        (None, None) => None,
+    };
+    let user = id.and_then(|id| {
+        row_lookup::by_unique_index(
+            USERS.relid(),
+            c"users_pkey",
+            &[uuid_key(c"id", &id)],
+            &[c"raw_app_meta_data", c"banned_until", c"deleted_at"],
+            |v| {
+                let deleted = v[2].is_some();
+                let roles = key.path.as_ref().map(|path| {
+                    if deleted {
+                        return Vec::new();
+                    }
+                    // SAFETY: a non-null jsonb datum of the row.
+                    let meta = v[0].and_then(|d| unsafe { JsonB::from_datum(d, false) });
+                    let meta = meta.map(|j| j.0).unwrap_or(Value::Null);
+                    auth_core::roles::of_value(at_path(&meta, path))
+                });
+                (id, roles, timestamp(v[1]), deleted)
+            },
+        )
+    });
+    let Some((id, roles, banned_until, deleted)) = user else {
         // No user row: a session of ours without its user is gone too.
         return Account {
             session_revoked: key.session.is_some(),
             ..Account::default()
         };
     };
-    let deleted = row["deleted"] == Value::Bool(true);
+    // (user_id, revoked, not_after) of the token's session.
+    let session = key.session.as_ref().and_then(|sid| {
+        row_lookup::by_unique_index(
+            SESSIONS.relid(),
+            c"sessions_pkey",
+            &[uuid_key(c"id", sid)],
+            &[c"user_id", c"revoked_at", c"not_after"],
+            |v| (v[0].map(uuid_bytes), v[1].is_some(), timestamp(v[2])),
+        )
+    });
     Account {
-        id: row["id"].as_str().and_then(auth_core::identity::parse_uuid),
-        roles: key.path.as_ref().map(|_| {
-            if deleted {
-                Vec::new()
-            } else {
-                auth_core::roles::of_value(Some(&row["roles"]))
-            }
-        }),
-        banned_until: row["banned_until"].as_f64(),
+        id: Some(id),
+        roles,
+        banned_until,
         deleted,
-        session_revoked: row["session_revoked"] == Value::Bool(true),
-        session_not_after: row["session_not_after"].as_f64(),
+        session_revoked: key.session.is_some()
+            && !session.is_some_and(|(owner, revoked, _)| owner == Some(id) && !revoked),
+        session_not_after: session.and_then(|(_, _, not_after)| not_after),
     }
 }

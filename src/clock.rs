@@ -10,7 +10,11 @@ const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 pub fn transaction_now() -> f64 {
     // Key validity times are loaded as microseconds and converted the same way, so that
     // "retired at now()" compares equal to now, to the bit.
-    let ts = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    unix_seconds_from_pg_micros(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })
+}
+
+/// A PostgreSQL timestamp (microseconds since 2000-01-01) in Unix seconds.
+pub fn unix_seconds_from_pg_micros(ts: i64) -> f64 {
     unix_seconds_from_micros(ts + PG_EPOCH_UNIX_MICROS)
 }
 

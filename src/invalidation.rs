@@ -55,6 +55,10 @@ impl Watched {
         self.oid.store(oid.to_u32(), Relaxed);
         (oid, owner)
     }
+    /// The table's oid (watching it from now on).
+    pub fn relid(&self) -> pg_sys::Oid {
+        self.watch().0
+    }
     /// The transaction (by `XACT_GEN`) until which data loaded now may be trusted, or `None`
     /// when it is good until the next invalidation.
     fn trust_until_xact(&self) -> Option<u64> {

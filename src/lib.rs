@@ -40,6 +40,7 @@ mod planner;
 mod privilege;
 mod rls;
 mod roles;
+mod row_lookup;
 mod sessions;
 mod signing_keys;
 mod spi;

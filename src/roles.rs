@@ -436,14 +436,16 @@ fn trigger_name(role: &str, user_column: &str) -> String {
     )
 }
 
-/// The table's name as SQL would print it (schema-qualified when not on the search_path).
-fn table_name(table: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>(
+/// The table's oid and its name as SQL would print it (schema-qualified when not on the
+/// search_path).
+fn oid_and_name(table: pgrx::PgRelation) -> (pg_sys::Oid, String) {
+    let name = Spi::get_one_with_args::<String>(
         "SELECT $1::pg_catalog.regclass::pg_catalog.text",
-        &[table.into()],
+        &[table.oid().into()],
     )
     .unwrap_or(None)
-    .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"))
+    .unwrap_or_else(|| crate::errors::invalid_parameter("no such table"));
+    (table.oid(), name)
 }
 
 /// Registers `grant_table` as granting `role` (or, for `'=column'`, the role in that column)
@@ -456,8 +458,7 @@ fn enable_role_sync(
     role: &str,
     user_column: default!(&str, "'user_id'"),
 ) -> i64 {
-    let grant_table = grant_table.oid();
-    let name = table_name(grant_table);
+    let (grant_table, name) = oid_and_name(grant_table);
     let kind = Spi::get_one_with_args::<String>(
         "SELECT relkind::pg_catalog.text FROM pg_class WHERE oid = $1",
         &[grant_table.into()],
@@ -536,8 +537,7 @@ fn disable_role_sync(
     role: &str,
     user_column: default!(&str, "'user_id'"),
 ) -> i64 {
-    let grant_table = grant_table.oid();
-    let name = table_name(grant_table);
+    let (grant_table, name) = oid_and_name(grant_table);
     let removed = spi::run(|c| {
         c.update(
             "DELETE FROM auth.role_sync_sources WHERE grant_table = $1 AND role = $2 AND user_column = $3 RETURNING 1",
