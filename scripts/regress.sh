@@ -7,7 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_REGRESS=$($PG_BIN/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress
-tests=(setup keys rls tokens roles)
+# setup first (it installs the extension and loads the fixtures), then every other file of
+# tests/pg_regress/sql in name order.
+tests=(setup)
+while read -r t; do
+  [ "$t" = setup ] || tests+=("$t")
+done < <(cd tests/pg_regress/sql && ls -1 -- *.sql | sed 's/\.sql$//' | LC_ALL=C sort)
+# A new file has no expected output yet: --accept starts it from an empty one.
+if [ "${1:-}" = "--accept" ]; then
+  for t in "${tests[@]}"; do
+    [ -e "tests/pg_regress/expected/$t.out" ] || : >"tests/pg_regress/expected/$t.out"
+  done
+fi
 dir=/tmp/auth_ext_regress_$$
 out=$dir/out
 

@@ -4,7 +4,7 @@
 //!
 //! No name is resolved through the caller's search path (relations by oid, columns and indexes
 //! by name within those relations), no function runs but the index's own equality, and the
-//! read sees the caller's snapshot, as the SQL it replaces did. Like that SQL (run as the
+//! read sees what the SQL it replaces saw. Like that SQL (run as the
 //! owner), it bypasses the caller's privileges on the table: callers decide what to expose.
 
 use pgrx::pg_sys;
@@ -63,11 +63,19 @@ pub fn by_unique_index<R>(
             scankeys.push(sk);
         }
         let wanted: Vec<usize> = columns.iter().map(|c| attnum(c) as usize - 1).collect();
-        let snapshot = if pg_sys::ActiveSnapshotSet() {
+        // The snapshot a query run through SPI at this point would use: once the transaction
+        // has written (e.g. `auth.sign_in` earlier in the same statement made the session),
+        // a new command and snapshot that see those writes; until then the caller's.
+        let wrote = pg_sys::GetCurrentTransactionIdIfAny() != pg_sys::InvalidTransactionId;
+        let snapshot = if wrote && !pg_sys::IsInParallelMode() {
+            pg_sys::CommandCounterIncrement();
+            pg_sys::GetTransactionSnapshot()
+        } else if pg_sys::ActiveSnapshotSet() {
             pg_sys::GetActiveSnapshot()
         } else {
             pg_sys::GetTransactionSnapshot()
         };
+        let snapshot = pg_sys::RegisterSnapshot(snapshot);
         let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let scan = pg_sys::systable_beginscan(
             rel,
@@ -93,6 +101,7 @@ pub fn by_unique_index<R>(
             Some(read(&picked))
         };
         pg_sys::systable_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
         // The lock is kept to the transaction's end, as a query's would be.
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         out

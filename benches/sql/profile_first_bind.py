@@ -6,7 +6,7 @@ first_bind_bench.py does), then, in one backend, binds each user's token in turn
 (`set_config('auth.jwt', t, true)` + `auth.uid()`, in a PL/pgSQL loop) while
 `perf record -g` samples that backend, and prints the top frames by self time.
 
-Usage: benches/sql/profile_first_bind.py [--tokens N] [--alg HS256|ES256] [--top K]
+Usage: benches/sql/profile_first_bind.py [--tokens N] [--alg HS256|ES256] [--top K] [--verify]
 Needs `perf` (Debian: linux-perf) and a release build installed in $PG_BIN's PostgreSQL.
 """
 import argparse
@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=20000)
     ap.add_argument("--alg", choices=("HS256", "ES256"), default="HS256")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--verify", action="store_true",
+                    help="profile auth.verify(token) instead of a bind")
     a = ap.parse_args()
     if a.alg == "HS256":
         secret = os.urandom(32)
@@ -56,10 +58,11 @@ def main():
             with c.cursor().copy("COPY auth.users (id, email) FROM STDIN") as cp:
                 for s in subs:
                     cp.write_row((s, f"{s}@bench.test"))
-            c.execute("""CREATE FUNCTION bind_all(toks text[]) RETURNS void LANGUAGE plpgsql AS $$
-                DECLARE t text; s text; u uuid;
-                BEGIN FOREACH t IN ARRAY toks LOOP
-                  s := set_config('auth.jwt', t, true); u := auth.uid(); END LOOP; END $$""")
+            body = ("j := auth.verify(t);" if a.verify
+                    else "s := set_config('auth.jwt', t, true); u := auth.uid();")
+            c.execute(f"""CREATE FUNCTION bind_all(toks text[]) RETURNS void LANGUAGE plpgsql AS $$
+                DECLARE t text; s text; u uuid; j jsonb;
+                BEGIN FOREACH t IN ARRAY toks LOOP {body} END LOOP; END $$""")
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("SELECT bind_all(%s)", (toks[:50],))  # warm: library, key set, plans
             pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -73,7 +76,8 @@ def main():
                 us = (time.perf_counter() - t0) * 1e6 / len(toks)
                 perf.send_signal(2)
                 perf.wait()
-                print(f"{a.alg}: {len(toks)} first binds, {us:.1f} µs each (with perf attached)")
+                what = "auth.verify calls" if a.verify else "first binds"
+                print(f"{a.alg}: {len(toks)} {what}, {us:.1f} µs each (with perf attached)")
                 rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
                                       "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"],
                                      capture_output=True, text=True).stdout

@@ -15,7 +15,6 @@ mod identity;
 mod keys;
 mod privileges;
 mod rls;
-mod sessions;
 mod vectors;
 mod verify;
 

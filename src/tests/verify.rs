@@ -1,68 +1,13 @@
-//! Verification through SQL: every algorithm, the fixture attack tokens, `auth.verify` with
-//! a given key, `auth.authenticate`, and the verification settings (leeway, `require_exp`,
-//! `max_token_bytes`, `roles_claim`) with tokens made in Rust at the current time.
+//! Verification through SQL: `auth.verify` with a given key, `auth.authenticate`, and the
+//! verification settings (leeway, `require_exp`, `max_token_bytes`, `roles_claim`) with tokens
+//! made in Rust at the current time. (Every algorithm and the fixture attack tokens:
+//! tests/pg_regress/sql/tokens.sql.)
 
 #[pgrx::pg_schema]
 mod tests {
     use crate::tests::{add_fixture_keys, bind, case, fixtures, lit, one, try_sql};
     use pgrx::prelude::*;
     use serde_json::{json, Value};
-
-    #[pg_test]
-    fn every_algorithm_verifies_and_rejects_tampering() {
-        add_fixture_keys();
-        let f = fixtures();
-        let alice = f["alice"].as_str().unwrap();
-        for (alg, t) in f["per_alg"].as_object().unwrap() {
-            let ok = try_sql(&format!(
-                "SELECT auth.verify({})->>'sub'",
-                lit(t["valid"].as_str().unwrap())
-            ));
-            assert_eq!(ok, format!("ok {alice}"), "{alg}");
-            for bad in ["tampered_payload", "tampered_signature"] {
-                let r = try_sql(&format!(
-                    "SELECT auth.verify({})",
-                    lit(t[bad].as_str().unwrap())
-                ));
-                assert!(r.starts_with("28000 INVALID_TOKEN"), "{alg} {bad}: {r}");
-                assert!(r.contains("signature does not verify"), "{alg} {bad}: {r}");
-            }
-        }
-    }
-
-    #[pg_test]
-    fn attack_cases_from_fixtures() {
-        add_fixture_keys();
-        for (name, want) in [
-            ("alg_none", "28000 INVALID_TOKEN"),
-            ("alg_NoNe", "28000 INVALID_TOKEN"),
-            ("rs_public_key_as_hs_secret", "28000 INVALID_TOKEN"),
-            ("header_alg_not_key_alg", "28000 INVALID_TOKEN"),
-            ("unknown_kid", "28000 INVALID_TOKEN"),
-            ("embedded_jwk_attacker", "28000 INVALID_TOKEN"),
-            ("crit_unknown", "28000 INVALID_TOKEN"),
-            ("oversized", "28000 INVALID_TOKEN"),
-            ("invalid_base64", "28000 INVALID_TOKEN"),
-            ("padded_base64", "28000 INVALID_TOKEN"),
-            ("invalid_utf8", "28000 INVALID_TOKEN"),
-            ("invalid_json", "28000 INVALID_TOKEN"),
-            ("duplicate_claim", "28000 INVALID_TOKEN"),
-            ("exp_string", "28000 INVALID_CLAIMS"),
-            ("missing_exp", "28000 INVALID_CLAIMS"),
-            ("wrong_issuer", "28000 INVALID_CLAIMS"),
-            ("wrong_audience", "28000 INVALID_CLAIMS"),
-            ("expired", "28000 TOKEN_EXPIRED"),
-            ("not_yet_valid", "28000 TOKEN_NOT_YET_VALID"),
-            ("iat_future", "28000 TOKEN_NOT_YET_VALID"),
-            ("ignored_jku_x5u", "ok"),
-            ("audience_array", "ok"),
-            ("no_kid", "ok"),
-            ("clerk_subject", "ok"),
-        ] {
-            let r = try_sql(&format!("SELECT auth.verify({})->>'sub'", lit(&case(name))));
-            assert!(r.starts_with(want), "{name}: {r}");
-        }
-    }
 
     #[pg_test]
     fn authenticate_binds_to_the_transaction() {

@@ -9,6 +9,10 @@ SELECT alg,
        fixtures.try(format('SELECT auth.verify(%L)', fixtures.token(alg || ':tampered_payload'))) AS tampered_payload,
        fixtures.try(format('SELECT auth.verify(%L)', fixtures.token(alg || ':tampered_signature'))) AS tampered_signature
   FROM unnest(ARRAY['HS256','HS384','HS512','RS256','RS384','RS512','PS256','PS384','PS512','ES256','ES384','EdDSA']) AS alg;
+-- Each valid token's claims are alice's (her sub).
+SELECT count(*) AS valid_tokens_of_alice
+  FROM unnest(ARRAY['HS256','HS384','HS512','RS256','RS384','RS512','PS256','PS384','PS512','ES256','ES384','EdDSA']) AS alg
+ WHERE auth.verify(fixtures.token(alg || ':valid'))->>'sub' = '8d8ac610-566d-4ef0-9c22-186b2a5ed793';
 -- Attacks and malformed tokens.
 SELECT name, fixtures.try(format('SELECT auth.verify(%L)', fixtures.token(name))) AS result
   FROM unnest(ARRAY['alg_none', 'alg_NoNe', 'rs_public_key_as_hs_secret', 'header_alg_not_key_alg',
