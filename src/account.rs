@@ -5,11 +5,10 @@
 
 use crate::clock;
 use crate::invalidation::{Freshness, Watched, IDENTITIES, SESSIONS, USERS};
-use crate::row_lookup::{self, Equals};
+use crate::row_lookup::{self, KeyColumn, Lookup};
 use auth_core::{Identity, Uid};
 use pgrx::datum::Uuid;
-use pgrx::{pg_sys, FromDatum, JsonB};
-use serde_json::Value;
+use pgrx::pg_sys;
 use std::ffi::CStr;
 
 /// Which local account, if any, a token may act as: identity is (issuer, subject), and an
@@ -121,44 +120,56 @@ fn uuid_bytes(d: pg_sys::Datum) -> [u8; 16] {
     unsafe { *(d.cast_mut_ptr::<[u8; 16]>()) }
 }
 
-/// `value #> path`: objects by key, arrays by (possibly negative) index.
-fn at_path<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    for p in path {
-        value = match value {
-            Value::Object(m) => m.get(p)?,
-            Value::Array(a) => {
-                let i: i64 = p.parse().ok()?;
-                let i = if i < 0 { a.len() as i64 + i } else { i };
-                a.get(usize::try_from(i).ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(value)
-}
+const UUID_KEY: KeyColumn = KeyColumn {
+    name: c"id",
+    eq_proc: pg_sys::F_UUID_EQ,
+    collation: pg_sys::InvalidOid,
+};
 
-fn uuid_key(column: &'static CStr, bytes: &[u8; 16]) -> Equals {
-    Equals {
-        column,
-        eq_proc: pg_sys::F_UUID_EQ,
-        collation: pg_sys::InvalidOid,
-        value: pg_sys::Datum::from(bytes.as_ptr()),
+const fn text_key(name: &'static CStr) -> KeyColumn {
+    KeyColumn {
+        name,
+        eq_proc: pg_sys::F_TEXTEQ,
+        // The columns' (and so the index's) collation.
+        collation: pg_sys::DEFAULT_COLLATION_OID,
     }
 }
 
-fn text_key(column: &'static CStr, text: &str) -> Equals {
+static USER_BY_ID: Lookup = Lookup {
+    slot: 0,
+    table: &USERS,
+    index: c"users_pkey",
+    keys: &[UUID_KEY],
+    columns: &[c"raw_app_meta_data", c"banned_until", c"deleted_at"],
+};
+
+static LINK_BY_ISSUER_SUBJECT: Lookup = Lookup {
+    slot: 1,
+    table: &IDENTITIES,
+    index: c"identities_provider_provider_id_key",
+    keys: &[text_key(c"provider"), text_key(c"provider_id")],
+    columns: &[c"user_id"],
+};
+
+static SESSION_BY_ID: Lookup = Lookup {
+    slot: 2,
+    table: &SESSIONS,
+    index: c"sessions_pkey",
+    keys: &[UUID_KEY],
+    columns: &[c"user_id", c"revoked_at", c"not_after"],
+};
+
+fn uuid_datum(bytes: &[u8; 16]) -> pg_sys::Datum {
+    pg_sys::Datum::from(bytes.as_ptr())
+}
+
+fn text_datum(text: &str) -> pg_sys::Datum {
     // SAFETY: palloc'd in the current context, which outlives the lookup.
-    let value = unsafe {
+    unsafe {
         pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
             text.as_ptr().cast(),
             text.len() as i32,
         ))
-    };
-    Equals {
-        column,
-        eq_proc: pg_sys::F_TEXTEQ,
-        collation: pg_sys::DEFAULT_COLLATION_OID,
-        value,
     }
 }
 
@@ -168,35 +179,24 @@ fn read(key: &Key) -> Account {
     let id = match (&key.by_id, &key.link) {
         (Some(id), _) => Some(*id),
         (None, Some((issuer, subject))) => row_lookup::by_unique_index(
-            IDENTITIES.relid(),
-            c"identities_provider_provider_id_key",
-            &[text_key(c"provider", issuer), text_key(c"provider_id", subject)],
-            &[c"user_id"],
+            &LINK_BY_ISSUER_SUBJECT,
+            &[text_datum(issuer), text_datum(subject)],
             |v| v[0].map(uuid_bytes),
         )
         .flatten(),
         (None, None) => None,
     };
     let user = id.and_then(|id| {
-        row_lookup::by_unique_index(
-            USERS.relid(),
-            c"users_pkey",
-            &[uuid_key(c"id", &id)],
-            &[c"raw_app_meta_data", c"banned_until", c"deleted_at"],
-            |v| {
-                let deleted = v[2].is_some();
-                let roles = key.path.as_ref().map(|path| {
-                    if deleted {
-                        return Vec::new();
-                    }
-                    // SAFETY: a non-null jsonb datum of the row.
-                    let meta = v[0].and_then(|d| unsafe { JsonB::from_datum(d, false) });
-                    let meta = meta.map(|j| j.0).unwrap_or(Value::Null);
-                    auth_core::roles::of_value(at_path(&meta, path))
-                });
-                (id, roles, timestamp(v[1]), deleted)
-            },
-        )
+        row_lookup::by_unique_index(&USER_BY_ID, &[uuid_datum(&id)], |v| {
+            let deleted = v[2].is_some();
+            let roles = key.path.as_ref().map(|path| {
+                if deleted {
+                    return Vec::new();
+                }
+                v[0].map_or_else(Vec::new, |d| crate::jsonb::roles_at(d, path))
+            });
+            (id, roles, timestamp(v[1]), deleted)
+        })
     });
     let Some((id, roles, banned_until, deleted)) = user else {
         // No user row: a session of ours without its user is gone too.
@@ -207,13 +207,9 @@ fn read(key: &Key) -> Account {
     };
     // (user_id, revoked, not_after) of the token's session.
     let session = key.session.as_ref().and_then(|sid| {
-        row_lookup::by_unique_index(
-            SESSIONS.relid(),
-            c"sessions_pkey",
-            &[uuid_key(c"id", sid)],
-            &[c"user_id", c"revoked_at", c"not_after"],
-            |v| (v[0].map(uuid_bytes), v[1].is_some(), timestamp(v[2])),
-        )
+        row_lookup::by_unique_index(&SESSION_BY_ID, &[uuid_datum(sid)], |v| {
+            (v[0].map(uuid_bytes), v[1].is_some(), timestamp(v[2]))
+        })
     });
     Account {
         id: Some(id),

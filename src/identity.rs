@@ -13,7 +13,7 @@ use crate::errors::OrRaise;
 use crate::invalidation::{self, Freshness};
 use crate::{gucs, keys};
 use auth_core::{AuthError, Identity, Policy, TimeClaims};
-use pgrx::{pg_sys, IntoDatum, JsonB, PgMemoryContexts};
+use pgrx::{pg_sys, IntoDatum, PgMemoryContexts};
 use serde_json::{Map, Value};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
@@ -123,11 +123,12 @@ impl Bound {
         self.text(&self.email, &self.ident.email)
     }
     pub fn jwt_datum(&self) -> pg_sys::Datum {
-        self.cached(&self.jwt, || {
-            JsonB(Value::Object(self.claims.clone()))
-                .into_datum()
-                .expect("jsonb datum")
-        })
+        self.cached(&self.jwt, || self.claims_jsonb())
+    }
+
+    /// The claims as a new jsonb datum in the current memory context.
+    pub fn claims_jsonb(&self) -> pg_sys::Datum {
+        crate::jsonb::from_object(&self.claims)
     }
     /// Application roles as the helpers answer them: the user row's when one exists (so a
     /// revoked role is gone at once), else the token's own claim.
@@ -227,7 +228,7 @@ impl Bound {
             return *d;
         }
         let value = auth_core::identity::lookup(&self.claims, path);
-        let build = || value.map(|v| JsonB(v.clone()).into_datum().expect("jsonb datum"));
+        let build = || value.map(crate::jsonb::from_value);
         if cache.1.len() < CLAIM_CACHE_ENTRIES {
             let d = unsafe { PgMemoryContexts::TopTransactionContext.switch_to(|_| build()) };
             cache.1.push((path.to_string(), d));

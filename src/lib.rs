@@ -35,6 +35,7 @@ mod errors;
 mod gucs;
 mod identity;
 mod invalidation;
+mod jsonb;
 mod keys;
 mod planner;
 mod privilege;

@@ -3,66 +3,113 @@
 //! plan and executor start (issue 11's profile).
 //!
 //! No name is resolved through the caller's search path (relations by oid, columns and indexes
-//! by name within those relations), no function runs but the index's own equality, and the
-//! read sees what the SQL it replaces saw. Like that SQL (run as the
-//! owner), it bypasses the caller's privileges on the table: callers decide what to expose.
+//! by name within those relations, resolved once per backend and again after the table
+//! changes), no function runs but the index's own equality, and the read sees what the SQL it
+//! replaces saw. Like that SQL (run as the owner), it bypasses the caller's privileges on the
+//! table: callers decide what to expose.
 
+use crate::invalidation::{self, Watched};
 use pgrx::pg_sys;
 use std::ffi::CStr;
 
-/// One equality condition: the heap column, the equality function of its type, the value.
-pub struct Equals {
-    pub column: &'static CStr,
+/// One key column of a unique index: its name, the equality function of its type, and the
+/// collation the index compares with (text keys; `InvalidOid` for others).
+pub struct KeyColumn {
+    pub name: &'static CStr,
     pub eq_proc: u32,
-    /// The collation the index compares with (text keys); `InvalidOid` for others.
     pub collation: pg_sys::Oid,
-    pub value: pg_sys::Datum,
 }
 
-/// The values (`None` for NULL) of `columns` in the row of `table` whose `index` key equals
-/// `keys`, handed to `read` while the row is pinned (varlena values may point into it), or
-/// `None` when no row is visible.
-pub fn by_unique_index<R>(
+/// A lookup of some columns of one table by one unique index.
+pub struct Lookup {
+    /// Which slot of the per-backend resolution cache is this lookup's.
+    pub slot: usize,
+    pub table: &'static Watched,
+    pub index: &'static CStr,
+    pub keys: &'static [KeyColumn],
+    pub columns: &'static [&'static CStr],
+}
+
+/// Lookups a backend can resolve: one slot each.
+pub const SLOTS: usize = 3;
+
+/// Oids and attribute numbers of a lookup, and the table's invalidation counter they were
+/// resolved at (an index or column change invalidates the table, so they are resolved again).
+struct Resolved {
+    gen: u64,
     table: pg_sys::Oid,
-    index: &CStr,
-    keys: &[Equals],
-    columns: &[&CStr],
-    read: impl FnOnce(&[Option<pg_sys::Datum>]) -> R,
-) -> Option<R> {
-    unsafe {
-        let index_oid = pg_sys::get_relname_relid(index.as_ptr(), pg_sys::get_rel_namespace(table));
-        if index_oid == pg_sys::InvalidOid {
+    index: pg_sys::Oid,
+    keys: Vec<pg_sys::AttrNumber>,
+    columns: Vec<usize>,
+}
+
+static mut RESOLVED: [Option<Resolved>; SLOTS] = [None, None, None];
+
+fn resolve(l: &Lookup) -> &'static Resolved {
+    // SAFETY: backends are single-threaded; no reference outlives one lookup.
+    #[allow(static_mut_refs)]
+    let slot = unsafe { &mut RESOLVED[l.slot] };
+    let table = l.table.relid();
+    let gen = invalidation::generation(&[l.table]);
+    if slot
+        .as_ref()
+        .is_some_and(|r| r.gen == gen && r.table == table)
+    {
+        return slot.as_ref().expect("just checked");
+    }
+    let attnum = |c: &CStr| unsafe {
+        let n = pg_sys::get_attnum(table, c.as_ptr());
+        if n == pg_sys::InvalidAttrNumber as pg_sys::AttrNumber {
             pgrx::error!(
-                "auth_ext: index {} of the extension is missing",
-                index.to_string_lossy()
+                "auth_ext: column {} of an extension table is missing",
+                c.to_string_lossy()
             );
         }
-        let attnum = |c: &CStr| {
-            let n = pg_sys::get_attnum(table, c.as_ptr());
-            if n == pg_sys::InvalidAttrNumber as pg_sys::AttrNumber {
-                pgrx::error!(
-                    "auth_ext: column {} of an extension table is missing",
-                    c.to_string_lossy()
-                );
-            }
-            n
-        };
-        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(keys.len());
-        for k in keys {
+        n
+    };
+    let index =
+        unsafe { pg_sys::get_relname_relid(l.index.as_ptr(), pg_sys::get_rel_namespace(table)) };
+    if index == pg_sys::InvalidOid {
+        pgrx::error!(
+            "auth_ext: index {} of the extension is missing",
+            l.index.to_string_lossy()
+        );
+    }
+    *slot = Some(Resolved {
+        gen,
+        table,
+        index,
+        keys: l.keys.iter().map(|k| attnum(k.name)).collect(),
+        columns: l.columns.iter().map(|c| attnum(c) as usize - 1).collect(),
+    });
+    slot.as_ref().expect("just set")
+}
+
+/// The values (`None` for NULL) of `l.columns` in the row whose key equals `values` (one per
+/// key column), handed to `read` while the row is pinned (varlena values may point into it),
+/// or `None` when no row is visible.
+pub fn by_unique_index<R>(
+    l: &Lookup,
+    values: &[pg_sys::Datum],
+    read: impl FnOnce(&[Option<pg_sys::Datum>]) -> R,
+) -> Option<R> {
+    let r = resolve(l);
+    unsafe {
+        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len());
+        for ((k, attnum), value) in l.keys.iter().zip(&r.keys).zip(values) {
             let mut sk = std::mem::zeroed::<pg_sys::ScanKeyData>();
             pg_sys::ScanKeyEntryInitialize(
                 &mut sk,
                 0,
-                attnum(k.column),
+                *attnum,
                 pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
                 pg_sys::InvalidOid,
                 k.collation,
                 pg_sys::Oid::from(k.eq_proc),
-                k.value,
+                *value,
             );
             scankeys.push(sk);
         }
-        let wanted: Vec<usize> = columns.iter().map(|c| attnum(c) as usize - 1).collect();
         // The snapshot a query run through SPI at this point would use: once the transaction
         // has written (e.g. `auth.sign_in` earlier in the same statement made the session),
         // a new command and snapshot that see those writes; until then the caller's.
@@ -76,10 +123,10 @@ pub fn by_unique_index<R>(
             pg_sys::GetTransactionSnapshot()
         };
         let snapshot = pg_sys::RegisterSnapshot(snapshot);
-        let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let rel = pg_sys::table_open(r.table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let scan = pg_sys::systable_beginscan(
             rel,
-            index_oid,
+            r.index,
             true,
             snapshot,
             scankeys.len() as i32,
@@ -94,7 +141,8 @@ pub fn by_unique_index<R>(
             let mut values = vec![pg_sys::Datum::from(0); natts];
             let mut nulls = vec![true; natts];
             pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let picked: Vec<Option<pg_sys::Datum>> = wanted
+            let picked: Vec<Option<pg_sys::Datum>> = r
+                .columns
                 .iter()
                 .map(|&i| (!nulls[i]).then_some(values[i]))
                 .collect();

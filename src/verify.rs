@@ -8,7 +8,7 @@ use crate::identity::{verify_token, Bound};
 use crate::{clock, gucs, invalidation};
 use auth_core::{AuthError, KeyEntry, KeySet};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, IntoDatum, JsonB};
+use pgrx::{pg_sys, JsonB};
 use serde_json::Value;
 
 /// Verifies `token` now, binds it to the current transaction (as `SET LOCAL auth.jwt`), and
@@ -57,9 +57,7 @@ pub fn verify_claims(token: &[u8]) -> pg_sys::Datum {
     let now = clock::transaction_now();
     let b = verify_token(token, now, &gucs::policy()).or_raise();
     b.check_account(now);
-    let claims = JsonB(Value::Object(b.claims.clone()))
-        .into_datum()
-        .expect("jsonb datum");
+    let claims = b.claims_jsonb();
     *last = Some(LastVerified {
         stamp: Stamp::now(),
         bound: Box::new(b),

@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=20000)
     ap.add_argument("--alg", choices=("HS256", "ES256"), default="HS256")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--children", action="store_true",
+                    help="sort by inclusive time (callees included) instead of self time")
     ap.add_argument("--verify", action="store_true",
                     help="profile auth.verify(token) instead of a bind")
     a = ap.parse_args()
@@ -78,7 +80,8 @@ def main():
                 perf.wait()
                 what = "auth.verify calls" if a.verify else "first binds"
                 print(f"{a.alg}: {len(toks)} {what}, {us:.1f} µs each (with perf attached)")
-                rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio",
+                rep = subprocess.run(["perf", "report", "-i", data,
+                                      "--children" if a.children else "--no-children", "--stdio",
                                       "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"],
                                      capture_output=True, text=True).stdout
                 lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]

@@ -35,7 +35,8 @@ pub fn trigger_suffix(role: &str, user_column: &str) -> String {
         .collect()
 }
 
-fn normalise(mut v: Vec<String>) -> Vec<String> {
+/// Sorted and de-duplicated.
+pub fn normalise(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v.dedup();
     v

@@ -59,6 +59,29 @@ ROLLBACK;
 -- The planner evaluates auth.uid() once per execution (an initPlan), not once per row.
 EXPLAIN (COSTS OFF) SELECT body FROM notes;
 RESET ROLE;
+-- Roles come from the user row when there is one (so a revoked role is gone at once), at
+-- auth.roles_claim inside raw_app_meta_data: an array of strings (others ignored, duplicates
+-- dropped, sorted) or one string; a path steps through objects by key and arrays by index.
+INSERT INTO auth.users (id, email, raw_app_meta_data) VALUES ('8d8ac610-566d-4ef0-9c22-186b2a5ed793',
+  'alice@regress.test', '{"roles": ["writer", "admin", 7, "admin"], "org": {"roles": "owner", "list": [["x"], {"roles": ["deep"]}]}}');
+BEGIN;
+SELECT set_config('auth.jwt', fixtures.token('alice'), true) IS NOT NULL AS token_bound;
+SELECT auth.roles() AS from_user_row, auth.has_role('editor') AS editor_from_token;
+SET LOCAL auth.roles_claim = 'app_metadata.org.roles';
+SELECT auth.roles() AS one_string;
+SET LOCAL auth.roles_claim = 'app_metadata.org.list.-1.roles';
+SELECT auth.roles() AS by_array_index;
+SET LOCAL auth.roles_claim = 'app_metadata.missing';
+SELECT auth.roles() AS missing_path;
+ROLLBACK;
+-- A revoked role is gone by the next statement.
+BEGIN;
+SELECT set_config('auth.jwt', fixtures.token('alice'), true) IS NOT NULL AS token_bound;
+SELECT auth.has_role('writer') AS writer;
+UPDATE auth.users SET raw_app_meta_data = '{"roles": []}' WHERE id = '8d8ac610-566d-4ef0-9c22-186b2a5ed793';
+SELECT auth.has_role('writer') AS writer_after_revoke;
+ROLLBACK;
+DELETE FROM auth.users WHERE id = '8d8ac610-566d-4ef0-9c22-186b2a5ed793';
 DROP TABLE notes;
 DROP OWNED BY regress_app;
 DROP ROLE regress_app;

@@ -22,6 +22,18 @@ SELECT auth.generate_signing_key('EdDSA') AS eddsa \gset
 SELECT auth.generate_signing_key('RS256') AS rs256 \gset
 SELECT auth.generate_signing_key('HS256') AS hs256 \gset
 SELECT fixtures.try($$ SELECT auth.generate_signing_key('PS256') $$) AS ps256;
+-- Verified claims come back as jsonb holding exactly what was signed: escapes and non-ASCII
+-- text, integers beyond 2^53, fractions, nesting, empty containers, null and booleans.
+SELECT auth.sign($${"sub": "x", "aud": "authenticated", "s": "a\"b\\c\u00e9\n", "big": 9007199254740993,
+                   "neg": -5, "f": 0.125, "nested": {"a": [1, {"b": null}], "t": true, "e": {}, "ea": []}}$$) AS varied \gset
+SELECT auth.verify(:'varied') - 'iat' - 'exp' - 'iss'
+       = $${"sub": "x", "aud": "authenticated", "s": "a\"b\\c\u00e9\n", "big": 9007199254740993,
+            "neg": -5, "f": 0.125, "nested": {"a": [1, {"b": null}], "t": true, "e": {}, "ea": []}}$$::jsonb AS as_signed;
+BEGIN;
+SELECT set_config('auth.jwt', :'varied', true) IS NOT NULL AS bound;
+SELECT auth.jwt() = auth.verify(:'varied') AS jwt_same, auth.claim('nested.a') AS nested_a,
+       auth.claim('s') AS s, auth.claim('big') AS big, auth.claim('f') AS f, auth.claim('nested.e') AS e;
+COMMIT;
 -- They are trusted for our own issuer (auth.issuer, 'auth_ext') and audience 'authenticated'.
 SELECT alg, kty, issuer, audience FROM auth.keys ORDER BY alg;
 -- auth.jwks() is the document to publish at /.well-known/jwks.json: public keys only, never
