@@ -14,7 +14,9 @@ for its own uuid `sub`, signed by PyJWT with iss/aud/exp and verified against ke
          auth.uid() N times after one bind     the cached helper path
   ES256, RS256, EdDSA: auth.verify_jws, auth.verify and first bind
   pgbench: 4 clients, a different one of 1,000 users' ES256 tokens every transaction, against
-         the same transaction shape without auth.
+         the same transaction shape without auth; also that shape plus auth.verify_jws of the
+         token in the same statement (the crypto floor: what verification alone costs a
+         transaction), and the auth transaction with HS256 tokens.
 
 Two variants of the table run in one invocation: the token path alone (no auth.users rows), and
 then (--with-users, on by default; --no-with-users skips it) with a users row per subject, so
@@ -50,14 +52,18 @@ as --core-us ES256=…,RS256=…,EdDSA=…; without them the SQL figures are com
 verify_jws of the same tokens (which also parses the JWK on each call).
 
 pgbench transaction (4 statements, `-M simple`, 4 clients, -T --seconds, median of 2 runs):
-  BEGIN; SELECT set_config('auth.jwt', (SELECT token FROM bench_tokens WHERE n = :n), true);
+  BEGIN; SELECT set_config('auth.jwt', t, true) FROM (SELECT token AS t FROM bench_tokens
+         WHERE alg = 'ES256' AND n = :n) s;
   SELECT count(*) FROM notes; COMMIT;
 with `\\set n random(1, 1000)` and `notes` under `owner = auth.uid()` (10 rows per user). The
-token is fetched by the set_config statement itself, so no round trip is added; the baseline
-runs the identical script with set_config of `bench.jwt` (a setting auth_ext ignores, same
-lookup) and `notes_open`, holding the 10 rows one user sees, under RLS with a policy
-`USING (true)`: both sides plan RLS and count the same number of rows, and the difference is
-the verification and auth.uid().
+token is fetched by the set_config statement itself, so no round trip is added. The baseline
+is the same transaction without auth: the application passes the user id unverified
+(`set_config('bench.uid', sub, true)`) and `notes_trusted`, a copy of `notes` with the same
+index, has the policy `owner = current_setting('bench.uid')::uuid`; so the difference is the
+verification and auth.uid(). Also printed: the shape of the first version of this benchmark (a
+10-row table under `USING (true)`: no index, a trivial plan), and verification alone (the
+baseline plus auth.verify_jws(token, jwk) in the same statement, which also parses the JWK
+at every call).
 
 Usage: benches/sql/first_bind_bench.py [--tokens N] [--runs R] [--seconds S] [--smoke]
                                        [--no-with-users] [--core-us ES256=…,RS256=…,EdDSA=…]
@@ -364,41 +370,59 @@ def report(us, core_us):
 
 def pgbench(port, d, args, admin, keys):
     subs = [str(uuid.uuid4()) for _ in range(PGBENCH_USERS)]
-    tokens = sign(keys, "ES256", subs)
-    admin.execute("CREATE TABLE bench_tokens (n int PRIMARY KEY, token text NOT NULL)")
+    admin.execute("CREATE TABLE bench_tokens (alg text, n int, token text NOT NULL, sub text NOT NULL, "
+                  "PRIMARY KEY (alg, n))")
     with admin.cursor() as cur:
-        cur.executemany("INSERT INTO bench_tokens VALUES (%s, %s)", list(enumerate(tokens, 1)))
+        for alg in ("ES256", "HS256"):
+            cur.executemany("INSERT INTO bench_tokens VALUES (%s, %s, %s, %s)",
+                            [(alg, n, t, s) for n, (t, s) in enumerate(zip(sign(keys, alg, subs), subs), 1)])
     if args.with_users:
         admin.execute("INSERT INTO auth.users (id) SELECT unnest(%s::uuid[])", (subs,))
     admin.execute("CREATE TABLE notes (id bigserial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL)")
     admin.execute(f"INSERT INTO notes (owner, body) SELECT s, 'note ' || i "
                   f"FROM unnest(%s::uuid[]) s, generate_series(1, {NOTES_PER_USER}) i", (subs,))
     admin.execute("CREATE TABLE notes_open AS SELECT * FROM notes WHERE owner = %s::uuid", (subs[0],))
+    admin.execute("CREATE TABLE notes_trusted AS SELECT * FROM notes")
     admin.execute("""
         CREATE INDEX ON notes (owner);
+        CREATE INDEX ON notes_trusted (owner);
         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
         CREATE POLICY own_notes ON notes USING (owner = auth.uid());
         ALTER TABLE notes_open ENABLE ROW LEVEL SECURITY;
         CREATE POLICY everyone ON notes_open USING (true);
-        GRANT SELECT ON bench_tokens, notes, notes_open TO bench_app;
+        ALTER TABLE notes_trusted ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY own_notes ON notes_trusted
+            USING (owner = pg_catalog.current_setting('bench.uid')::pg_catalog.uuid);
+        GRANT SELECT ON bench_tokens, notes, notes_open, notes_trusted TO bench_app;
     """)
-    for t in ("bench_tokens", "notes", "notes_open", "auth.users"):
+    for t in ("bench_tokens", "notes", "notes_open", "notes_trusted", "auth.users"):
         admin.execute(f"VACUUM ANALYZE {t}")
     tmp = tempfile.mkdtemp(dir=d)
     os.chmod(tmp, 0o755)
 
-    def script(name, setting, table):
+    def script(name, setting, table, alg="ES256", check="", value="token"):
+        # check: an extra condition on the token in the same statement (no added round trip).
         p = f"{tmp}/{name}.sql"
         with open(p, "w") as f:
             f.write(f"\\set n random(1, {PGBENCH_USERS})\n"
                     "BEGIN;\n"
-                    f"SELECT set_config('{setting}', (SELECT token FROM bench_tokens WHERE n = :n), true);\n"
+                    f"SELECT set_config('{setting}', v, true) FROM (SELECT {value} AS v, token AS t FROM bench_tokens "
+                    f"WHERE alg = '{alg}' AND n = :n) s{check};\n"
                     f"SELECT count(*) FROM {table};\n"
                     "COMMIT;\n")
         return p
 
-    plain = script("no_auth", "bench.jwt", "notes_open")
-    auth = script("auth", "auth.jwt", "notes")
+    es256_jwk = json.dumps(keys["ES256"][1]).replace("'", "''")
+    base_name = "no auth: the app passes the user id (bench.uid)"
+    variants = {
+        base_name: script("no_auth", "bench.uid", "notes_trusted", value="sub"),
+        "no auth, 10-row table, policy USING (true)": script("open", "bench.jwt", "notes_open"),
+        "no auth + auth.verify_jws(t, jwk) (JWK parsed per call)": script(
+            "floor", "bench.uid", "notes_trusted", value="sub",
+            check=f" WHERE auth.verify_jws(t, '{es256_jwk}'::jsonb) IS NOT NULL"),
+        "auth.jwt, policy owner = auth.uid()": script("auth", "auth.jwt", "notes"),
+        "same with HS256 tokens": script("auth_hs", "auth.jwt", "notes", alg="HS256"),
+    }
 
     def tps(f):
         cmd = [f"{PG_BIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "bench_app", "-n", "-c", "4", "-j", "2",
@@ -406,17 +430,19 @@ def pgbench(port, d, args, admin, keys):
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         return next(float(line.split()[2]) for line in out.splitlines() if line.startswith("tps = "))
 
-    # Correctness: the policy sees exactly the bound user's notes.
-    with connect(port) as c, c.transaction():
-        c.execute("SELECT set_config('auth.jwt', (SELECT token FROM bench_tokens WHERE n = 7), true)")
-        assert c.execute("SELECT count(*) FROM notes").fetchone()[0] == NOTES_PER_USER
-    results = {"no auth (bench.jwt, policy USING (true))": [], "auth.jwt, policy owner = auth.uid()": []}
+    # Correctness: the policy sees exactly the bound user's notes, with either algorithm.
+    for alg in ("ES256", "HS256"):
+        with connect(port) as c, c.transaction():
+            c.execute("SELECT set_config('auth.jwt', (SELECT token FROM bench_tokens WHERE alg = %s AND n = 7), true)",
+                      (alg,))
+            assert c.execute("SELECT count(*) FROM notes").fetchone()[0] == NOTES_PER_USER
+    results = {name: [] for name in variants}
     for _ in range(2):  # interleaved
-        results["no auth (bench.jwt, policy USING (true))"].append(tps(plain))
-        results["auth.jwt, policy owner = auth.uid()"].append(tps(auth))
-    base = statistics.median(results["no auth (bench.jwt, policy USING (true))"])
+        for name, f in variants.items():
+            results[name].append(tps(f))
+    base = statistics.median(results[base_name])
     print(f"\npgbench, 4 clients, {args.seconds} s x 2 runs (median TPS), a different one of {PGBENCH_USERS} users' "
-          f"ES256 tokens each transaction (auth.users rows: {'yes' if args.with_users else 'no'})")
+          f"tokens each transaction (ES256 unless said; auth.users rows: {'yes' if args.with_users else 'no'})")
     for name, v in results.items():
         m = statistics.median(v)
         target = "target >= 0.9x" if name.startswith("auth.jwt") else ""
