@@ -5,7 +5,8 @@
 #      the fuzz harness (scripts/fuzz.sh; the full run is 1,000,000 inputs)
 #   3. #[pg_test]s inside a real PostgreSQL (cargo pgrx test)
 #   4. the release build installed into the system PostgreSQL 15
-#   5. SQL regression tests (pg_regress) and end-to-end tests (psycopg, pgbouncer)
+#   5. SQL regression tests (pg_regress), the in-place upgrade from 0.1.0 (scripts/upgrade_test.sh)
+#      and end-to-end tests (psycopg, pgbouncer)
 #   6. benchmark smoke run (small sizes; figures are not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,9 @@ step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --all-targets --features pg_test -- -D warnings
+
+step "released upgrade scripts are unchanged"
+(cd sql && sha256sum --check --strict released.sha256)
 
 step "core: unit, property and vector tests"
 cargo test -p auth_core --release
@@ -41,6 +45,9 @@ cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 
 step "SQL regression tests (pg_regress)"
 scripts/regress.sh
+
+step "in-place upgrade from the released 0.1.0"
+scripts/upgrade_test.sh
 
 step "end-to-end tests (psycopg, pgbouncer)"
 python3 -m pytest -q tests/e2e

@@ -115,7 +115,8 @@ fn load() -> LoadedKeys {
 }
 
 /// The stored audience as the core's binding: `{*}` is any audience (`None`); a row without
-/// an audience (written by hand, or by 0.1.0) is refused rather than taken as "any".
+/// an audience (written by hand; the 0.2.0 upgrade gave 0.1.0's keys `{*}`) is refused rather than
+/// taken as "any".
 fn audience_binding(v: &Value) -> auth_core::Result<Option<Vec<String>>> {
     let list: Vec<String> = v
         .as_array()
