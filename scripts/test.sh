@@ -4,7 +4,7 @@
 #   2. pure core: unit, property and vector tests (cargo test -p auth_core), and a short run of
 #      the fuzz harness (scripts/fuzz.sh; the full run is 1,000,000 inputs)
 #   3. #[pg_test]s inside a real PostgreSQL (cargo pgrx test)
-#   4. the release build installed into the system PostgreSQL 15
+#   4. the release build packaged (.deb) and installed into the system PostgreSQL 15 with dpkg -i
 #   5. SQL regression tests (pg_regress), the in-place upgrade from 0.1.0 (scripts/upgrade_test.sh)
 #      and end-to-end tests (psycopg, pgbouncer)
 #   6. benchmark smoke run (small sizes; figures are not asserted)
@@ -40,10 +40,12 @@ mkdir -p "$pgdata"
 chown postgres:postgres "$pgdata" 2>/dev/null || true
 cargo pgrx test pg15 --runas postgres --pgdata "$pgdata/data"
 
-step "install the release build"
-cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
+step "the release build as a Debian package (scripts/package.sh), installed with dpkg -i"
+deb=$(scripts/package.sh 2>target/package.log) || { tail -40 target/package.log; exit 1; }
+dpkg -i "$deb" >/dev/null
+dpkg -L "$(dpkg-deb -f "$deb" Package)" | grep -q '/extension/auth_ext.control$'
 
-step "SQL regression tests (pg_regress)"
+step "SQL regression tests (pg_regress), against the installed package"
 scripts/regress.sh
 
 step "in-place upgrade from the released 0.1.0"

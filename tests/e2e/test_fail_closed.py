@@ -852,6 +852,27 @@ def test_hot_standby_refuses_writers_and_serves_readers(main, standby):
     decoded = jwt.decode(tokens["access_token"], jwt.PyJWK(keys[0]).key, algorithms=["ES256"], audience="authenticated")
     assert decoded["sub"] == uid, "the standby's JWKS verifies the primary's token with an independent library"
 
+    # Revocation on a replica is as late as replication: a ban on the primary refuses the token
+    # on the standby by the first statement after the ban is replayed (measured, not asserted
+    # beyond a generous bound: it is replication lag, which the DBA's setup decides).
+    with main.connect(autocommit=True) as m, standby.connect(user="app_user", autocommit=True) as s:
+        s.execute("SELECT auth.verify(%s)", (tokens["access_token"],))
+
+        def refused():
+            try:
+                s.execute("SELECT auth.verify(%s)", (tokens["access_token"],))
+                return False
+            except psycopg.errors.InvalidAuthorizationSpecification as e:
+                assert "TOKEN_REVOKED" in str(e), e
+                return True
+
+        started = time.monotonic()
+        m.execute("SELECT auth.ban_user(%s, now() + interval '1 hour')", (uid,))
+        wait_for("the ban to reach the standby", refused, timeout=10, step=0.001)
+        delay = time.monotonic() - started
+        m.execute("SELECT auth.ban_user(%s, NULL)", (uid,))
+    FIGURES["standby: a ban on the primary refuses the token on the standby after (seconds)"] = round(delay, 4)
+
 
 # ============================================================================================
 # 8. One normalisation: the database's lower(), for the key, the lookup and the unique index.
