@@ -1,9 +1,9 @@
 //! The identity bound to the current transaction, and the per-backend cache that makes every
 //! helper call after the first a few integer comparisons.
 //!
-//! The cache is stamped with six generation counters: the token input (`auth.jwt` and the
-//! PostgREST settings), the transaction, the key set, the policy GUCs, auth.users/identities
-//! and auth.sessions. Any change sends the next call down the slow path, which re-checks what
+//! The cache is stamped with five generation counters: the token input (`auth.jwt` and the
+//! PostgREST settings), the transaction, the key set (keys and account issuers), the policy
+//! GUCs, and the account tables (auth.users, auth.identities, auth.sessions). Any change sends the next call down the slow path, which re-checks what
 //! can have changed:
 //! * same token, new transaction → exp/nbf/iat against the new transaction time, key still active;
 //! * key set changed → full verification again, unless the rows are byte-identical;
