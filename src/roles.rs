@@ -137,15 +137,6 @@ fn readable(srcs: Vec<Source>) -> Vec<Source> {
 /// a row lock per user.
 const BULK_USERS: usize = 1000;
 
-/// Array literal for a text[] parameter passed as text (nested arrays cannot be ragged).
-fn pg_array_literal(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("{{{}}}", quoted.join(","))
-}
-
 /// Recomputes the synced roles of `users`; returns how many users' roles changed. Runs as the
 /// extension owner: the caller may be any role that can write a grant table.
 ///
@@ -228,7 +219,7 @@ fn apply(users: &[Uuid]) -> i64 {
                 if roles_change || sync_change {
                     changed += roles_change as i64;
                     upd_ids.push(id);
-                    upd_roles.push(roles_change.then(|| pg_array_literal(&roles)));
+                    upd_roles.push(roles_change.then(|| roles_json.to_string()));
                     upd_sync.push(
                         (!synced_new.is_empty())
                             .then(|| json!({"synced": synced_new, "kept": kept}).to_string()),
@@ -239,7 +230,7 @@ fn apply(users: &[Uuid]) -> i64 {
                 c.update(
                     "UPDATE auth.users u
                         SET raw_app_meta_data = CASE WHEN v.roles IS NULL THEN u.raw_app_meta_data
-                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', to_jsonb(v.roles::pg_catalog.text[])) END,
+                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', v.roles::pg_catalog.jsonb) END,
                             role_sync = v.sync::pg_catalog.jsonb,
                             updated_at = CASE WHEN v.roles IS NULL THEN u.updated_at ELSE now() END
                        FROM unnest($1::pg_catalog.uuid[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS v(id, roles, sync) WHERE u.id = v.id",
