@@ -380,18 +380,15 @@ pub extern "C-unwind" fn auth_ext_autonomous_main(arg: pg_sys::Datum) {
     // and `role`/`session_authorization` would run it as someone else. Override them at the
     // session level before the first transaction; the user is switched back to the owner and
     // the search path pinned by privilege::as_owner around the work itself.
-    for (name, value) in [
-        (c"default_transaction_read_only", c"off"),
-        (c"search_path", crate::privilege::PINNED_SEARCH_PATH),
-    ] {
-        crate::gucs::set(
-            name,
-            value,
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_OVERRIDE,
-            pg_sys::GucAction::GUC_ACTION_SET,
-        );
-    }
+    crate::gucs::set(
+        &[
+            (c"default_transaction_read_only", c"off"),
+            (c"search_path", crate::privilege::PINNED_SEARCH_PATH),
+        ],
+        pg_sys::GucContext::PGC_SUSET,
+        pg_sys::GucSource::PGC_S_OVERRIDE,
+        pg_sys::GucAction::GUC_ACTION_SET,
+    );
     unsafe {
         let seg = pg_sys::dsm_attach(arg.value() as pg_sys::dsm_handle);
         if seg.is_null() {

@@ -347,24 +347,25 @@ pub fn init() {
     }
 }
 
-/// Sets a parameter by name (the one wrapper over `set_config_option`); errors are raised.
+/// Sets parameters by name (the one wrapper over `set_config_option`); errors are raised.
 pub fn set(
-    name: &CStr,
-    value: &CStr,
+    settings: &[(&CStr, &CStr)],
     context: pg_sys::GucContext::Type,
     source: pg_sys::GucSource::Type,
     action: pg_sys::GucAction::Type,
 ) {
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            context,
-            source,
-            action,
-            true,
-            0,
-            false,
-        );
+    for (name, value) in settings {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                context,
+                source,
+                action,
+                true,
+                0,
+                false,
+            );
+        }
     }
 }

@@ -16,15 +16,12 @@ pub struct GucScope(i32);
 impl GucScope {
     pub fn new(settings: &[(&std::ffi::CStr, &std::ffi::CStr)]) -> GucScope {
         let level = unsafe { pg_sys::NewGUCNestLevel() };
-        for (name, value) in settings {
-            crate::gucs::set(
-                name,
-                value,
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-            );
-        }
+        crate::gucs::set(
+            settings,
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+        );
         GucScope(level)
     }
 }

@@ -23,11 +23,35 @@ pub struct KeyColumn {
 /// A lookup of some columns of one table by one unique index.
 pub struct Lookup {
     /// Which slot of the per-backend resolution cache is this lookup's.
-    pub slot: usize,
-    pub table: &'static Watched,
-    pub index: &'static CStr,
-    pub keys: &'static [KeyColumn],
-    pub columns: &'static [&'static CStr],
+    slot: usize,
+    table: &'static Watched,
+    index: &'static CStr,
+    keys: &'static [KeyColumn],
+    columns: &'static [&'static CStr],
+}
+
+impl Lookup {
+    /// The row of `table` whose `index` key (the `keys` columns) equals the given values.
+    pub const fn new(
+        slot: usize,
+        table: &'static Watched,
+        index: &'static CStr,
+        keys: &'static [KeyColumn],
+    ) -> Lookup {
+        assert!(slot < SLOTS);
+        Lookup {
+            slot,
+            table,
+            index,
+            keys,
+            columns: &[],
+        }
+    }
+
+    /// The columns to read from that row.
+    pub const fn columns(self, columns: &'static [&'static CStr]) -> Lookup {
+        Lookup { columns, ..self }
+    }
 }
 
 /// Lookups a backend can resolve: one slot each.

@@ -22,8 +22,7 @@ fn authenticate(token: &str) -> JsonB {
     let value = std::ffi::CString::new(token)
         .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
     gucs::set(
-        c"auth.jwt",
-        &value,
+        &[(c"auth.jwt", &value)],
         pg_sys::GucContext::PGC_USERSET,
         pg_sys::GucSource::PGC_S_SESSION,
         pg_sys::GucAction::GUC_ACTION_LOCAL,
