@@ -189,7 +189,12 @@ fn locate(relname: &str) -> (pg_sys::Oid, pg_sys::Oid) {
             pg_sys::get_relname_relid(name.as_ptr(), nsp)
         };
         if oid == pg_sys::InvalidOid {
-            pgrx::error!("auth_ext: table auth.{relname} does not exist; is the extension installed in this database?");
+            crate::errors::raise(auth_core::AuthError::new(
+                auth_core::ErrorCode::NotConfigured,
+                format!(
+                    "table auth.{relname} does not exist: install the extension in this database, or run ALTER EXTENSION auth_ext UPDATE after installing a new version"
+                ),
+            ));
         }
         let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let owner = (*(*rel).rd_rel).relowner;

@@ -82,6 +82,18 @@ def main():
             dest = a.lib_dir if f.suffix == ".so" else a.extension_dir
             shutil.copy(f, pathlib.Path(dest) / f.name)
 
+        # Between the new library and ALTER EXTENSION UPDATE the old schema cannot serve a token
+        # (docs/operations.md says so); the error says what to do, anonymous requests still work.
+        with psycopg.connect(dsn, autocommit=True) as c:
+            assert c.execute("SELECT auth.uid()").fetchone()[0] is None
+            try:
+                with c.transaction():
+                    c.execute("SELECT set_config('auth.jwt', %s, true)",
+                              (next(iter(sessions.values()))["access_token"],))
+                    c.execute("SELECT auth.uid()")
+                raise AssertionError("a token was served by the new library on the old schema")
+            except psycopg.errors.ObjectNotInPrerequisiteState as e:
+                assert "ALTER EXTENSION auth_ext UPDATE" in e.diag.message_detail, e
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("ALTER EXTENSION auth_ext UPDATE")
             version = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'auth_ext'").fetchone()[0]
