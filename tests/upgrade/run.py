@@ -14,6 +14,7 @@
 """
 import argparse
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -77,10 +78,13 @@ def main():
                 "FROM auth.users ORDER BY id").fetchall()
         print(f"before the upgrade ({a.old_version}): {json.dumps(before)}; editors {editors_before}")
 
-        # The package upgrade: new library and scripts while the server runs.
+        # The package upgrade: new library and scripts while the server runs, each file put in
+        # place by rename as dpkg and `cargo pgrx install` do (a new inode: processes that have
+        # the old library mapped keep it; overwriting it in place would crash them).
         for f in pathlib.Path(a.new_files).iterdir():
-            dest = a.lib_dir if f.suffix == ".so" else a.extension_dir
-            shutil.copy(f, pathlib.Path(dest) / f.name)
+            dest = pathlib.Path(a.lib_dir if f.suffix == ".so" else a.extension_dir) / f.name
+            shutil.copy(f, dest.with_name(dest.name + ".new"))
+            os.replace(dest.with_name(dest.name + ".new"), dest)
 
         # Between the new library and ALTER EXTENSION UPDATE the old schema cannot serve a token
         # (docs/operations.md says so); the error says what to do, anonymous requests still work.
