@@ -117,6 +117,8 @@ pub fn by_unique_index<R>(
     values: &[pg_sys::Datum],
     read: impl FnOnce(&[Option<pg_sys::Datum>]) -> R,
 ) -> Option<R> {
+    // A shorter key would match on a prefix of the index: never a unique row.
+    assert_eq!(values.len(), l.keys.len(), "one value per key column");
     let r = resolve(l);
     unsafe {
         let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len());
