@@ -135,23 +135,24 @@ const fn text_key(name: &'static CStr) -> KeyColumn {
     }
 }
 
-static USER_BY_ID: Lookup = Lookup::new(0, &USERS, c"users_pkey", &[UUID_KEY]).columns(&[
-    c"raw_app_meta_data",
-    c"banned_until",
-    c"deleted_at",
-]);
+static USER_BY_ID: Lookup = Lookup::new(
+    &USERS,
+    c"users_pkey",
+    &[UUID_KEY],
+    &[c"raw_app_meta_data", c"banned_until", c"deleted_at"],
+);
 static LINK_BY_ISSUER_SUBJECT: Lookup = Lookup::new(
-    1,
     &IDENTITIES,
     c"identities_provider_provider_id_key",
     &[text_key(c"provider"), text_key(c"provider_id")],
-)
-.columns(&[c"user_id"]);
-static SESSION_BY_ID: Lookup = Lookup::new(2, &SESSIONS, c"sessions_pkey", &[UUID_KEY]).columns(&[
-    c"user_id",
-    c"revoked_at",
-    c"not_after",
-]);
+    &[c"user_id"],
+);
+static SESSION_BY_ID: Lookup = Lookup::new(
+    &SESSIONS,
+    c"sessions_pkey",
+    &[UUID_KEY],
+    &[c"user_id", c"revoked_at", c"not_after"],
+);
 
 fn uuid_datum(bytes: &[u8; 16]) -> pg_sys::Datum {
     pg_sys::Datum::from(bytes.as_ptr())

@@ -10,6 +10,7 @@
 
 use crate::invalidation::{self, Watched};
 use pgrx::pg_sys;
+use std::cell::UnsafeCell;
 use std::ffi::CStr;
 
 /// One key column of a unique index: its name, the equality function of its type, and the
@@ -20,42 +21,39 @@ pub struct KeyColumn {
     pub collation: pg_sys::Oid,
 }
 
-/// A lookup of some columns of one table by one unique index.
+/// A lookup of some columns of one table by one unique index, with its resolution.
 pub struct Lookup {
-    /// Which slot of the per-backend resolution cache is this lookup's.
-    slot: usize,
     table: &'static Watched,
     index: &'static CStr,
     keys: &'static [KeyColumn],
     columns: &'static [&'static CStr],
+    resolved: Resolution,
 }
 
+/// The lookup's oids and attribute numbers once resolved in this backend.
+struct Resolution(UnsafeCell<Option<Resolved>>);
+
+// SAFETY: a backend is single-threaded; a lookup's resolution is only touched by `resolve`.
+unsafe impl Sync for Resolution {}
+
 impl Lookup {
-    /// The row of `table` whose `index` key (the `keys` columns) equals the given values.
+    /// `columns` of the row of `table` whose `index` key (the `keys` columns) equals the
+    /// given values.
     pub const fn new(
-        slot: usize,
         table: &'static Watched,
         index: &'static CStr,
         keys: &'static [KeyColumn],
+        columns: &'static [&'static CStr],
     ) -> Lookup {
-        assert!(slot < SLOTS);
         Lookup {
-            slot,
             table,
             index,
             keys,
-            columns: &[],
+            columns,
+            resolved: Resolution(UnsafeCell::new(None)),
         }
     }
-
-    /// The columns to read from that row.
-    pub const fn columns(self, columns: &'static [&'static CStr]) -> Lookup {
-        Lookup { columns, ..self }
-    }
 }
-
-/// Lookups a backend can resolve: one slot each.
-pub const SLOTS: usize = 3;
 
 /// Oids and attribute numbers of a lookup, and the table's invalidation counter they were
 /// resolved at (an index or column change invalidates the table, so they are resolved again).
@@ -67,12 +65,9 @@ struct Resolved {
     columns: Vec<usize>,
 }
 
-static mut RESOLVED: [Option<Resolved>; SLOTS] = [None, None, None];
-
-fn resolve(l: &Lookup) -> &'static Resolved {
+fn resolve(l: &Lookup) -> &Resolved {
     // SAFETY: backends are single-threaded; no reference outlives one lookup.
-    #[allow(static_mut_refs)]
-    let slot = unsafe { &mut RESOLVED[l.slot] };
+    let slot = unsafe { &mut *l.resolved.0.get() };
     let table = l.table.relid();
     let gen = invalidation::generation(&[l.table]);
     if slot

@@ -11,12 +11,12 @@ mod tests {
     fn key_changes_take_effect_at_the_next_statement() {
         add_fixture_keys();
         bind(&case("alice"));
-        assert!(one("SELECT auth.uid()::text").is_some());
+        assert!(one("SELECT auth.uid()::pg_catalog.text").is_some());
         // Retire from a future time: still valid now.
         Spi::run("SELECT auth.retire_key('fx-es256', now() + interval '1 hour')").unwrap();
-        assert!(one("SELECT auth.uid()::text").is_some());
+        assert!(one("SELECT auth.uid()::pg_catalog.text").is_some());
         Spi::run("SELECT auth.retire_key('fx-es256')").unwrap();
-        let r = try_sql("SELECT auth.uid()::text");
+        let r = try_sql("SELECT auth.uid()::pg_catalog.text");
         assert!(
             r.starts_with("28000 INVALID_TOKEN") && r.contains("retired"),
             "{r}"
@@ -24,16 +24,16 @@ mod tests {
         // Adding the key again re-activates it.
         let f = fixtures();
         Spi::run(&format!(
-            "SELECT auth.add_key({}::jsonb, {}, ARRAY[{}])",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, {}, ARRAY[{}])",
             lit(&f["keys"]["ES256"].to_string()),
             lit(f["issuer"].as_str().unwrap()),
             lit(f["audience"].as_str().unwrap())
         ))
         .unwrap();
-        assert!(try_sql("SELECT auth.uid()::text").starts_with("ok "));
+        assert!(try_sql("SELECT auth.uid()::pg_catalog.text").starts_with("ok "));
         // Deleting the key (by hand) is seen too.
         Spi::run("DELETE FROM auth.key_store WHERE kid = 'fx-es256'").unwrap();
-        let r = try_sql("SELECT auth.uid()::text");
+        let r = try_sql("SELECT auth.uid()::pg_catalog.text");
         assert!(r.contains("unknown kid"), "{r}");
     }
 
@@ -54,7 +54,10 @@ mod tests {
                 "2048",
             ),
         ] {
-            let r = try_sql(&format!("SELECT auth.add_key({}::jsonb)", lit(jwk)));
+            let r = try_sql(&format!(
+                "SELECT auth.add_key({}::pg_catalog.jsonb)",
+                lit(jwk)
+            ));
             assert!(
                 r.starts_with("22023 INVALID_PARAMETER") && r.contains(why),
                 "{jwk}: {r}"
@@ -63,7 +66,7 @@ mod tests {
         let ed = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1"}"#;
         assert_eq!(
             one(&format!(
-                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, ARRAY['*'])",
                 lit(ed)
             ))
             .as_deref(),
@@ -71,7 +74,7 @@ mod tests {
         );
         assert_eq!(
             one(&format!(
-                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, ARRAY['*'])",
                 lit(ed)
             ))
             .as_deref(),
@@ -81,7 +84,7 @@ mod tests {
         let other =
             json!({"kty":"OKP","crv":"Ed25519","kid":"k1","x": fixtures()["keys"]["EdDSA"]["x"]});
         let r = try_sql(&format!(
-            "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, ARRAY['*'])",
             lit(&other.to_string())
         ));
         assert!(r.starts_with("22023") && r.contains("different key"), "{r}");
@@ -89,30 +92,30 @@ mod tests {
             r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
         assert_eq!(
             one(&format!(
-                "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+                "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, ARRAY['*'])",
                 lit(no_kid)
             ))
             .as_deref(),
             Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
         );
         let r = try_sql(&format!(
-            "SELECT auth.add_key({}::jsonb, '', NULL)",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, '', NULL)",
             lit(ed)
         ));
         assert!(r.starts_with("22023"), "{r}");
         let r = try_sql(&format!(
-            "SELECT auth.add_key({}::jsonb, NULL, '{{}}')",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, '{{}}')",
             lit(ed)
         ));
         assert!(r.starts_with("22023"), "{r}");
-        let r = try_sql("SELECT auth.retire_key('nope')::text");
+        let r = try_sql("SELECT auth.retire_key('nope')::pg_catalog.text");
         assert!(r.starts_with("22023"), "{r}");
         // JWKS: counts, refuses mixed secret/public sets.
         let f = fixtures();
         let jwks = json!({"keys": [f["keys"]["ES256"], f["keys"]["RS256"], f["keys"]["EdDSA"]]});
         assert_eq!(
             Spi::get_one::<i32>(&format!(
-                "SELECT auth.import_jwks({}::jsonb, 'https://idp', ARRAY['*'])",
+                "SELECT auth.import_jwks({}::pg_catalog.jsonb, 'https://idp', ARRAY['*'])",
                 lit(&jwks.to_string())
             ))
             .unwrap(),
@@ -125,7 +128,7 @@ mod tests {
         );
         let mixed = json!({"keys": [f["keys"]["ES256"], f["keys"]["HS256"]]});
         assert!(try_sql(&format!(
-            "SELECT auth.import_jwks({}::jsonb)::text",
+            "SELECT auth.import_jwks({}::pg_catalog.jsonb)::pg_catalog.text",
             lit(&mixed.to_string())
         ))
         .starts_with("22023"));

@@ -70,7 +70,7 @@ fn add_idp_keys() {
     let f = fixtures();
     for (_, key) in f["keys"].as_object().unwrap() {
         Spi::run(&format!(
-            "SELECT auth.add_key({}::jsonb, {}, ARRAY[{}])",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, {}, ARRAY[{}])",
             lit(&key.to_string()),
             lit(f["issuer"].as_str().unwrap()),
             lit(f["audience"].as_str().unwrap())

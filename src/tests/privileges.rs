@@ -13,27 +13,29 @@ mod tests {
         Spi::run("SET LOCAL ROLE auth_ext_test_user").unwrap();
         bind(&case("alice"));
         assert!(
-            one("SELECT auth.uid()::text").is_some(),
+            one("SELECT auth.uid()::pg_catalog.text").is_some(),
             "helpers are callable by PUBLIC"
         );
-        assert!(
-            try_sql(&format!("SELECT auth.verify({})::text", lit(&case("bob")))).starts_with("ok")
-        );
+        assert!(try_sql(&format!(
+            "SELECT auth.verify({})::pg_catalog.text",
+            lit(&case("bob"))
+        ))
+        .starts_with("ok"));
         assert_eq!(
             Spi::get_one::<i64>("SELECT count(*) FROM auth.keys").unwrap(),
             Some(12),
             "metadata is public"
         );
         for q in [
-            "SELECT count(*)::text FROM auth.key_store",
-            "SELECT auth.add_key('{}'::jsonb)",
-            "SELECT auth.import_jwks('{}'::jsonb)::text",
-            "SELECT auth.retire_key('fx-hs256')::text",
+            "SELECT count(*)::pg_catalog.text FROM auth.key_store",
+            "SELECT auth.add_key('{}'::pg_catalog.jsonb)",
+            "SELECT auth.import_jwks('{}'::pg_catalog.jsonb)::pg_catalog.text",
+            "SELECT auth.retire_key('fx-hs256')::pg_catalog.text",
         ] {
             let r = try_sql(q);
             assert!(r.starts_with("42501"), "{q}: {r}");
         }
-        let cols = one("SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'auth' AND table_name = 'keys'");
+        let cols = one("SELECT string_agg(column_name::pg_catalog.text, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'auth' AND table_name = 'keys'");
         assert_eq!(
             cols.as_deref(),
             Some("kid,alg,kty,issuer,audience,valid_from,valid_until")

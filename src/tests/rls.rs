@@ -9,22 +9,25 @@ mod tests {
 
     #[pg_test]
     fn helpers_are_null_when_anonymous() {
-        assert_eq!(one("SELECT auth.uid()::text"), None);
+        assert_eq!(one("SELECT auth.uid()::pg_catalog.text"), None);
         assert_eq!(one("SELECT auth.user_id()"), None);
         assert_eq!(one("SELECT auth.role()"), None);
         assert_eq!(one("SELECT auth.email()"), None);
-        assert_eq!(one("SELECT auth.jwt()::text"), None);
-        assert_eq!(one("SELECT auth.claim('sub')::text"), None);
-        assert_eq!(one("SELECT auth.roles()::text").as_deref(), Some("{}"));
+        assert_eq!(one("SELECT auth.jwt()::pg_catalog.text"), None);
+        assert_eq!(one("SELECT auth.claim('sub')::pg_catalog.text"), None);
+        assert_eq!(
+            one("SELECT auth.roles()::pg_catalog.text").as_deref(),
+            Some("{}")
+        );
         assert_eq!(
             Spi::get_one::<bool>("SELECT auth.has_role('admin')").unwrap(),
             Some(false)
         );
-        let r = try_sql("SELECT auth.require_role('admin')::text");
+        let r = try_sql("SELECT auth.require_role('admin')::pg_catalog.text");
         assert!(r.starts_with("42501 INSUFFICIENT_PERMISSIONS"), "{r}");
         // An empty auth.jwt is anonymous too.
         bind("");
-        assert_eq!(one("SELECT auth.uid()::text"), None);
+        assert_eq!(one("SELECT auth.uid()::pg_catalog.text"), None);
     }
 
     #[pg_test]
@@ -33,7 +36,7 @@ mod tests {
         let f = fixtures();
         bind(&case("alice_admin"));
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             f["alice"].as_str()
         );
         assert_eq!(one("SELECT auth.user_id()").as_deref(), f["alice"].as_str());
@@ -43,7 +46,7 @@ mod tests {
             Some("alice@example.test")
         );
         assert_eq!(
-            one("SELECT auth.roles()::text").as_deref(),
+            one("SELECT auth.roles()::pg_catalog.text").as_deref(),
             Some("{admin,editor}")
         );
         assert_eq!(
@@ -54,14 +57,19 @@ mod tests {
             Spi::get_one::<bool>("SELECT auth.has_role('owner')").unwrap(),
             Some(false)
         );
-        assert!(try_sql("SELECT auth.require_role('admin')::text").starts_with("ok"));
-        assert!(try_sql("SELECT auth.require_role('owner')::text")
-            .starts_with("42501 INSUFFICIENT_PERMISSIONS"));
+        assert!(try_sql("SELECT auth.require_role('admin')::pg_catalog.text").starts_with("ok"));
+        assert!(
+            try_sql("SELECT auth.require_role('owner')::pg_catalog.text")
+                .starts_with("42501 INSUFFICIENT_PERMISSIONS")
+        );
         assert_eq!(
-            one("SELECT auth.claim('app_metadata.tenant_id')::text").as_deref(),
+            one("SELECT auth.claim('app_metadata.tenant_id')::pg_catalog.text").as_deref(),
             Some("42")
         );
-        assert_eq!(one("SELECT auth.claim('app_metadata.nope')::text"), None);
+        assert_eq!(
+            one("SELECT auth.claim('app_metadata.nope')::pg_catalog.text"),
+            None
+        );
         assert_eq!(
             one("SELECT auth.jwt()->>'iss'").as_deref(),
             f["issuer"].as_str()
@@ -75,7 +83,7 @@ mod tests {
             one("SELECT auth.user_id()").as_deref(),
             Some("user_2abcDEF")
         );
-        let r = try_sql("SELECT auth.uid()::text");
+        let r = try_sql("SELECT auth.uid()::pg_catalog.text");
         assert!(
             r.starts_with("28000 INVALID_CLAIMS") && r.contains("auth.user_id()"),
             "{r}"
@@ -88,27 +96,30 @@ mod tests {
         let f = fixtures();
         bind(&case("alice"));
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             f["alice"].as_str()
         );
         bind(&case("bob"));
-        assert_eq!(one("SELECT auth.uid()::text").as_deref(), f["bob"].as_str());
+        assert_eq!(
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
+            f["bob"].as_str()
+        );
         Spi::run("RESET auth.jwt").unwrap();
-        assert_eq!(one("SELECT auth.uid()::text"), None);
+        assert_eq!(one("SELECT auth.uid()::pg_catalog.text"), None);
         bind(&case("alice"));
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             f["alice"].as_str()
         );
         bind(&case("expired"));
-        assert!(try_sql("SELECT auth.uid()::text").starts_with("28000 TOKEN_EXPIRED"));
+        assert!(try_sql("SELECT auth.uid()::pg_catalog.text").starts_with("28000 TOKEN_EXPIRED"));
         // A bad token is an error in every helper, never a silent NULL.
         for h in [
             "auth.user_id()",
             "auth.role()",
-            "auth.jwt()::text",
-            "auth.roles()::text",
-            "auth.has_role('x')::text",
+            "auth.jwt()::pg_catalog.text",
+            "auth.roles()::pg_catalog.text",
+            "auth.has_role('x')::pg_catalog.text",
         ] {
             assert!(
                 try_sql(&format!("SELECT {h}")).starts_with("28000 TOKEN_EXPIRED"),
@@ -118,13 +129,13 @@ mod tests {
         // A token set inside a function's SET clause is seen there and gone after.
         bind(&case("alice"));
         Spi::run(&format!(
-            "CREATE FUNCTION pg_temp.as_bob() RETURNS text LANGUAGE sql SET auth.jwt = {} AS 'SELECT auth.uid()::text'",
+            "CREATE FUNCTION pg_temp.as_bob() RETURNS text LANGUAGE sql SET auth.jwt = {} AS 'SELECT auth.uid()::pg_catalog.text'",
             lit(&case("bob"))
         ))
         .unwrap();
         assert_eq!(one("SELECT pg_temp.as_bob()").as_deref(), f["bob"].as_str());
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             f["alice"].as_str()
         );
     }
@@ -132,24 +143,28 @@ mod tests {
     #[pg_test]
     fn trusted_request_claims_only_when_enabled() {
         Spi::run("SELECT set_config('request.jwt.claims', '{\"sub\":\"8d8ac610-566d-4ef0-9c22-186b2a5ed793\",\"role\":\"authenticated\"}', true)").unwrap();
-        assert_eq!(one("SELECT auth.uid()::text"), None, "off by default");
+        assert_eq!(
+            one("SELECT auth.uid()::pg_catalog.text"),
+            None,
+            "off by default"
+        );
         Spi::run("SET LOCAL auth.trust_request_claims = on").unwrap();
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             Some("8d8ac610-566d-4ef0-9c22-186b2a5ed793")
         );
         assert_eq!(one("SELECT auth.role()").as_deref(), Some("authenticated"));
         Spi::run("SELECT set_config('request.jwt.claims', '', true)").unwrap();
         Spi::run("SELECT set_config('request.jwt.claim.sub', '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9', true)").unwrap();
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             Some("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
         );
         // auth.jwt, when set, always wins.
         add_fixture_keys();
         bind(&case("alice"));
         assert_eq!(
-            one("SELECT auth.uid()::text").as_deref(),
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
             fixtures()["alice"].as_str()
         );
     }

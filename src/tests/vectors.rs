@@ -24,7 +24,7 @@ mod tests {
                 key["alg"] = v["allowed_algs"][0].clone();
             }
             Spi::run(&format!(
-                "SELECT auth.add_key({}::jsonb, {}, ARRAY[{}])",
+                "SELECT auth.add_key({}::pg_catalog.jsonb, {}, ARRAY[{}])",
                 lit(&key.to_string()),
                 lit(v["expected_claims"]["iss"].as_str().unwrap()),
                 lit(v["expected_claims"]["aud"].as_str().unwrap())
@@ -56,7 +56,7 @@ mod tests {
             .find(|t| t["id"] == "sub-not-uuid")
             .unwrap();
         bind(t["jws"].as_str().unwrap());
-        let r = try_sql("SELECT auth.uid()::text");
+        let r = try_sql("SELECT auth.uid()::pg_catalog.text");
         assert!(
             r.starts_with("28000 INVALID_CLAIMS") && r.contains("auth.user_id()"),
             "{r}"
@@ -89,7 +89,7 @@ mod tests {
                         other => other.to_string(),
                     };
                     let r = try_sql(&format!(
-                        "SELECT auth.verify_jws({}, {}::jsonb)::text",
+                        "SELECT auth.verify_jws({}, {}::pg_catalog.jsonb)::pg_catalog.text",
                         lit(&token),
                         lit(&key.to_string())
                     ));
@@ -124,7 +124,7 @@ mod tests {
                 jwk = json!({"kty": "oct", "alg": "HS256", "k": "YW4gaG1hYyBzZWNyZXQgZm9yIHRoZSBhdWRpdCB0ZXN0"});
             }
             let r = try_sql(&format!(
-                "SELECT auth.verify_jws({}, {}::jsonb)::text",
+                "SELECT auth.verify_jws({}, {}::pg_catalog.jsonb)::pg_catalog.text",
                 lit(t["jws"].as_str().unwrap()),
                 lit(&jwk.to_string())
             ));

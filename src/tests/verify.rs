@@ -14,7 +14,7 @@ mod tests {
         add_fixture_keys();
         let f = fixtures();
         let claims = one(&format!(
-            "SELECT auth.authenticate({})::text",
+            "SELECT auth.authenticate({})::pg_catalog.text",
             lit(&case("bob"))
         ))
         .unwrap();
@@ -24,15 +24,21 @@ mod tests {
             one("SELECT current_setting('auth.jwt')").unwrap(),
             case("bob")
         );
-        assert_eq!(one("SELECT auth.uid()::text").as_deref(), f["bob"].as_str());
+        assert_eq!(
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
+            f["bob"].as_str()
+        );
         let r = try_sql(&format!(
-            "SELECT auth.authenticate({})::text",
+            "SELECT auth.authenticate({})::pg_catalog.text",
             lit(&case("wrong_issuer"))
         ));
         assert!(r.starts_with("28000 INVALID_CLAIMS"), "{r}");
         // verify() binds nothing.
         Spi::run(&format!("SELECT auth.verify({})", lit(&case("alice")))).unwrap();
-        assert_eq!(one("SELECT auth.uid()::text").as_deref(), f["bob"].as_str());
+        assert_eq!(
+            one("SELECT auth.uid()::pg_catalog.text").as_deref(),
+            f["bob"].as_str()
+        );
     }
 
     #[pg_test]
@@ -40,18 +46,18 @@ mod tests {
         let f = fixtures();
         let key = f["keys"]["EdDSA"].to_string();
         let r = try_sql(&format!(
-            "SELECT auth.verify({}, {}::jsonb)->>'sub'",
+            "SELECT auth.verify({}, {}::pg_catalog.jsonb)->>'sub'",
             lit(f["per_alg"]["EdDSA"]["valid"].as_str().unwrap()),
             lit(&key)
         ));
         assert_eq!(r, format!("ok {}", f["alice"].as_str().unwrap()));
         let r = try_sql(&format!(
-            "SELECT auth.verify({}, {}::jsonb)->>'sub'",
+            "SELECT auth.verify({}, {}::pg_catalog.jsonb)->>'sub'",
             lit(f["per_alg"]["ES256"]["valid"].as_str().unwrap()),
             lit(&key)
         ));
         assert!(r.starts_with("28000 INVALID_TOKEN"), "{r}");
-        let r = try_sql(&format!("SELECT auth.verify({}, '{{\"kty\":\"oct\",\"k\":\"c2hvcnQ\",\"alg\":\"HS256\"}}'::jsonb)->>'sub'", lit(&case("no_kid"))));
+        let r = try_sql(&format!("SELECT auth.verify({}, '{{\"kty\":\"oct\",\"k\":\"c2hvcnQ\",\"alg\":\"HS256\"}}'::pg_catalog.jsonb)->>'sub'", lit(&case("no_kid"))));
         assert!(r.starts_with("22023 INVALID_PARAMETER"), "{r}");
     }
 
@@ -60,11 +66,11 @@ mod tests {
         let secret = [7u8; 32];
         let key = json!({"kty": "oct", "alg": "HS256", "kid": "dyn", "k": auth_core::b64::encode(&secret)});
         Spi::run(&format!(
-            "SELECT auth.add_key({}::jsonb, NULL, ARRAY['*'])",
+            "SELECT auth.add_key({}::pg_catalog.jsonb, NULL, ARRAY['*'])",
             lit(&key.to_string())
         ))
         .unwrap();
-        let now = Spi::get_one::<f64>("SELECT extract(epoch FROM now())::float8")
+        let now = Spi::get_one::<f64>("SELECT extract(epoch FROM now())::pg_catalog.float8")
             .unwrap()
             .unwrap() as i64;
         let make = |claims: Value| {
@@ -109,7 +115,7 @@ mod tests {
             json!({"sub": "u", "https://example.test/roles": ["auditor"]}),
         ));
         assert_eq!(
-            one("SELECT auth.roles()::text").as_deref(),
+            one("SELECT auth.roles()::pg_catalog.text").as_deref(),
             Some("{auditor}")
         );
     }
