@@ -18,6 +18,7 @@ import os
 import pathlib
 import shutil
 import sys
+import time
 
 import psycopg
 
@@ -99,7 +100,9 @@ def main():
             except psycopg.errors.ObjectNotInPrerequisiteState as e:
                 assert "ALTER EXTENSION auth_ext UPDATE" in e.diag.message_detail, e
         with psycopg.connect(dsn, autocommit=True) as c:
+            started = time.monotonic()
             c.execute("ALTER EXTENSION auth_ext UPDATE")
+            update_ms = (time.monotonic() - started) * 1000
             version = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'auth_ext'").fetchone()[0]
             after = counts(c)
             assert after == before, (before, after)
@@ -107,7 +110,7 @@ def main():
                              "created_at FROM auth.users ORDER BY id").fetchall() == users_before
             # The old key without an audience accepts any aud, as it did (now said explicitly).
             assert c.execute("SELECT audience FROM auth.key_store WHERE kid = 'legacy-idp'").fetchone()[0] == ["*"]
-            print(f"after ALTER EXTENSION UPDATE ({version}): {json.dumps(after)}")
+            print(f"after ALTER EXTENSION UPDATE ({version}, {update_ms:.0f} ms): {json.dumps(after)}")
 
             # Old tokens and sessions keep working.
             email = next(iter(sessions))
