@@ -1,0 +1,3 @@
+-- auth_ext 0.2.0 → 0.3.0 (ALTER EXTENSION auth_ext UPDATE). Once released, never edit this file
+-- (sql/released.sha256 will check it); a later change needs a new upgrade script.
+-- What changes, and why (the design is in docs/):
