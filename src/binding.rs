@@ -134,6 +134,7 @@ fn key_is_active(keys: &KeySet, kid: &Option<String>, now: f64) -> bool {
 
 #[cold]
 fn refresh(s: Stamp) -> Option<&'static Bound> {
+    crate::citus::check_binding_arrived();
     free_retired();
     let st = state();
     st.stamp = None;

@@ -12,7 +12,9 @@ pub fn sqlstate(code: ErrorCode) -> PgSqlErrorCode {
         ErrorCode::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         ErrorCode::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
         ErrorCode::Unavailable => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
-        ErrorCode::NotConfigured => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        ErrorCode::NotConfigured | ErrorCode::NotPropagated => {
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        }
         _ => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
     }
 }

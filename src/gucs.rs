@@ -43,6 +43,9 @@ pub static REFRESH_REUSE_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::
 pub static REVOCATION_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Set (LOCAL) by `auth.bind`: on a Citus worker, the mark that the coordinator bound the
+/// transaction's identity (docs/citus.md).
+pub static BOUND: GucSetting<bool> = GucSetting::<bool>::new(false);
 // PostgREST/Supabase inputs, declared here so that changing them bumps TOKEN_GEN.
 pub static REQUEST_CLAIMS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static REQUEST_CLAIM_SUB: GucSetting<Option<CString>> =
@@ -54,6 +57,10 @@ pub static REQUEST_CLAIM_EMAIL: GucSetting<Option<CString>> =
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn token_changed(_new: *const c_char, _extra: *mut c_void) {
+    TOKEN_GEN.fetch_add(1, Ordering::Relaxed);
+}
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn token_changed_bool(_new: bool, _extra: *mut c_void) {
     TOKEN_GEN.fetch_add(1, Ordering::Relaxed);
 }
 #[pgrx::pg_guard]
@@ -339,6 +346,17 @@ pub fn init() {
             GucFlags::default(),
             None,
             Some(config_changed_bool),
+            None,
+        );
+        GucRegistry::define_bool_guc_with_hooks(
+            c"auth.bound",
+            c"Set for the transaction by auth.bind: the identity was bound explicitly (token or anonymous).",
+            c"On Citus workers, an auth helper refuses to run in a coordinator's task without it (IDENTITY_NOT_PROPAGATED).",
+            &BOUND,
+            GucContext::Userset,
+            user,
+            None,
+            Some(token_changed_bool),
             None,
         );
         // Every auth.* setting is ours: a typo (`SET auth.jwtt`) is an error, not a silent

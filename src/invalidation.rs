@@ -174,8 +174,21 @@ fn _invalidate_caches<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByRust>>, pgrx::PgTriggerError>
 {
-    broadcast(trigger.relation()?.oid());
+    let rel = trigger.relation()?;
+    broadcast(rel.oid());
+    // Under Citus the trigger fires on each node's placement of a reference table
+    // (auth.key_store_102008), while caches watch the table itself: invalidate that too.
+    if let Some(w) = WATCHED.iter().find(|w| is_placement_of(rel.name(), w.relname)) {
+        broadcast(w.relid());
+    }
     Ok(None)
+}
+
+/// `name` is a Citus shard placement's name for the table `relname` (`relname_<shard id>`).
+fn is_placement_of(name: &str, relname: &str) -> bool {
+    name.strip_prefix(relname)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The oid and owner of `auth.<relname>`; raises when the extension is not installed.

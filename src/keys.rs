@@ -29,13 +29,18 @@ static mut LOADED: Option<LoadedKeys> = None;
 
 // Runs as the owner with the search path pinned (privilege::as_owner); qualified anyway.
 // Times as integer microseconds since the Unix epoch (exact through jsonb), converted exactly
-// as `clock::transaction_now` converts the transaction time.
-const LOAD_QUERY: &str = "SELECT pg_catalog.jsonb_build_array(\
-     (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
-       (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
-       (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, source) ORDER BY kid) \
-      FROM auth.key_store), \
-     (SELECT pg_catalog.jsonb_agg(issuer ORDER BY issuer) FROM auth.account_issuers))";
+// as `clock::transaction_now` converts the transaction time. The tables are named by where
+// this node keeps their rows (under Citus, the local placements: `citus::local_placement`).
+fn load_query(key_store: &str, account_issuers: &str) -> String {
+    format!(
+        "SELECT pg_catalog.jsonb_build_array(\
+         (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(kid, jwk, issuer, audience, \
+           (EXTRACT(EPOCH FROM valid_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, \
+           (EXTRACT(EPOCH FROM valid_until) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8, source) ORDER BY kid) \
+          FROM {key_store}), \
+         (SELECT pg_catalog.jsonb_agg(issuer ORDER BY issuer) FROM {account_issuers}))"
+    )
+}
 
 /// The audience that accepts any `aud` (or none): a choice made explicitly at `add_key`.
 pub const ANY_AUDIENCE: &str = "*";
@@ -58,10 +63,14 @@ pub fn current() -> &'static LoadedKeys {
 fn load() -> LoadedKeys {
     crate::invalidation::watch_all();
     let fresh = Freshness::take(&TABLES);
+    let query = load_query(
+        &crate::citus::local_placement(&KEY_STORE).qualified(KEY_STORE.relname),
+        &crate::citus::local_placement(&ACCOUNT_ISSUERS).qualified(ACCOUNT_ISSUERS.relname),
+    );
     let rows: Option<JsonB> = privilege::as_owner(|| {
         Spi::connect(|client| {
             client
-                .select(LOAD_QUERY, Some(1), &[])?
+                .select(&query, Some(1), &[])?
                 .first()
                 .get_one::<JsonB>()
         })

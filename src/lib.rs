@@ -28,6 +28,7 @@ mod account;
 mod audit;
 mod autonomous;
 mod binding;
+mod citus;
 mod client_errors;
 mod clock;
 mod credentials;
@@ -84,6 +85,11 @@ extension_sql_file!(
     "../sql/070_account_issuers.sql",
     name = "account_issuers_sql",
     requires = ["session_admin_sql", invalidation::_invalidate_caches]
+);
+extension_sql_file!(
+    "../sql/080_citus.sql",
+    name = "citus_sql",
+    requires = ["account_issuers_sql"]
 );
 extension_sql_file!(
     "../sql/900_privileges.sql",

@@ -59,6 +59,9 @@ impl Lookup {
 /// resolved at (an index or column change invalidates the table, so they are resolved again).
 struct Resolved {
     gen: u64,
+    /// The extension's table the lookup names, and the relation read: the table itself, or
+    /// this node's placement of it under Citus (`citus::local_placement`).
+    shell: pg_sys::Oid,
     table: pg_sys::Oid,
     index: pg_sys::Oid,
     keys: Vec<pg_sys::AttrNumber>,
@@ -68,14 +71,16 @@ struct Resolved {
 fn resolve(l: &Lookup) -> &Resolved {
     // SAFETY: backends are single-threaded; no reference outlives one lookup.
     let slot = unsafe { &mut *l.resolved.0.get() };
-    let table = l.table.relid();
+    let shell = l.table.relid();
     let gen = invalidation::generation(&[l.table]);
     if slot
         .as_ref()
-        .is_some_and(|r| r.gen == gen && r.table == table)
+        .is_some_and(|r| r.gen == gen && r.shell == shell)
     {
         return slot.as_ref().expect("just checked");
     }
+    let placement = crate::citus::local_placement(l.table);
+    let table = placement.relid;
     let attnum = |c: &CStr| unsafe {
         let n = pg_sys::get_attnum(table, c.as_ptr());
         if n == pg_sys::InvalidAttrNumber as pg_sys::AttrNumber {
@@ -86,16 +91,24 @@ fn resolve(l: &Lookup) -> &Resolved {
         }
         n
     };
-    let index =
-        unsafe { pg_sys::get_relname_relid(l.index.as_ptr(), pg_sys::get_rel_namespace(table)) };
+    let index_name = std::ffi::CString::new(format!(
+        "{}{}",
+        l.index.to_string_lossy(),
+        placement.suffix
+    ))
+    .expect("no NUL");
+    let index = unsafe {
+        pg_sys::get_relname_relid(index_name.as_ptr(), pg_sys::get_rel_namespace(table))
+    };
     if index == pg_sys::InvalidOid {
         pgrx::error!(
             "auth_ext: index {} of the extension is missing",
-            l.index.to_string_lossy()
+            index_name.to_string_lossy()
         );
     }
     *slot = Some(Resolved {
         gen,
+        shell,
         table,
         index,
         keys: l.keys.iter().map(|k| attnum(k.name)).collect(),

@@ -31,6 +31,40 @@ fn authenticate(token: &str) -> JsonB {
     claims
 }
 
+/// Verifies `token` now (NULL: anonymous) and binds it to the current transaction, marking
+/// the binding as explicit (`auth.bound`); with Citus installed it also reaches every worker
+/// the transaction uses (docs/citus.md), and must run inside a transaction block. Returns the
+/// claims, or NULL when anonymous.
+#[pg_extern(volatile, parallel_unsafe)]
+fn bind(token: Option<&str>) -> Option<JsonB> {
+    let verified = token.map(|t| {
+        let now = clock::transaction_now();
+        let b = verify_token(t.as_bytes(), now, &gucs::policy()).or_raise();
+        b.check_account(now);
+        b
+    });
+    let claims = verified
+        .as_ref()
+        .map(|b| JsonB(Value::Object(b.claims.clone())));
+    if crate::citus::installed() {
+        crate::citus::propagate(token);
+    } else {
+        let value = std::ffi::CString::new(token.unwrap_or(""))
+            .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
+        gucs::set(
+            &[(c"auth.jwt", value.as_c_str()), (c"auth.bound", c"on")],
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+        );
+    }
+    // Anonymous needs no priming: the setting changed, so the next helper call re-reads it.
+    if let Some(b) = verified {
+        binding::bind(b);
+    }
+    claims
+}
+
 /// The token `auth.verify(token)` verified last, and the state it was verified in.
 struct LastVerified {
     stamp: Stamp,

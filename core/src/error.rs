@@ -22,6 +22,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The database lacks what the call needs (e.g. an active signing key).
     NotConfigured,
+    /// On Citus, a worker evaluating a policy received no identity from the coordinator
+    /// (the token was not bound with `auth.bind` inside a transaction block).
+    NotPropagated,
 }
 
 impl ErrorCode {
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "READ_ONLY",
             ErrorCode::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorCode::NotConfigured => "NOT_CONFIGURED",
+            ErrorCode::NotPropagated => "IDENTITY_NOT_PROPAGATED",
         }
     }
 
@@ -61,6 +65,7 @@ impl ErrorCode {
                 "the attempt could not be recorded; nothing was checked; retry"
             }
             ErrorCode::NotConfigured => "the database is not set up for this",
+            ErrorCode::NotPropagated => "the identity did not reach this Citus node",
         }
     }
 }
