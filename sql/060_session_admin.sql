@@ -21,9 +21,12 @@ CREATE FUNCTION auth.revoke_session(session_id uuid) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner_id uuid;
+    -- A variable, not now() inside COALESCE: Citus refuses functions there in writes to a
+    -- reference table (auth.distribute_trust).
+    revoked_now timestamptz := now();
 BEGIN
     UPDATE auth.sessions s
-       SET revoked_at = coalesce(s.revoked_at, now()),
+       SET revoked_at = coalesce(s.revoked_at, revoked_now),
            revoked_reason = coalesce(s.revoked_reason, 'revoked')
      WHERE s.id = revoke_session.session_id
     RETURNING s.user_id INTO owner_id;

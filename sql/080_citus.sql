@@ -28,10 +28,13 @@ BEGIN
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                        WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.format('auth.%I', t)::pg_catalog.regclass) THEN
             PERFORM pg_catalog.create_reference_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
-            -- The coordinator's own table keeps a stale copy otherwise; nothing reads it.
-            PERFORM pg_catalog.truncate_local_data_after_distributing_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
             converted := converted OPERATOR(pg_catalog.||) t;
         END IF;
+    END LOOP;
+    -- The coordinator's own tables keep a stale copy of the rows otherwise (nothing reads it);
+    -- only possible once no local table references them.
+    FOREACH t IN ARRAY converted LOOP
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
     END LOOP;
     IF pg_catalog.cardinality(converted) OPERATOR(pg_catalog.=) 0 THEN
         RETURN 'the trust tables are already reference tables';

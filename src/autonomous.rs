@@ -255,8 +255,10 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
             reason,
         } => {
             client.update(
-                "UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()), revoked_reason = coalesce(revoked_reason, $2)
-                  WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+                // An earlier revocation is kept. No function inside COALESCE: Citus refuses
+                // that in writes to a reference table (auth.distribute_trust).
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2
+                  WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid AND revoked_at IS NULL",
                 None,
                 &[session_id.as_str().into(), reason.as_str().into()],
             )?;

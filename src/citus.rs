@@ -45,8 +45,7 @@ pub fn not_propagated(detail: &str) -> ! {
 /// Refuses to evaluate an identity in a worker's task whose transaction carries no binding
 /// from `auth.bind`: without it the worker would silently see an anonymous user.
 pub fn check_binding_arrived() {
-    if internal_backend()
-        && !(unsafe { pg_sys::IsTransactionBlock() } && crate::gucs::BOUND.get())
+    if internal_backend() && !(unsafe { pg_sys::IsTransactionBlock() } && crate::gucs::BOUND.get())
     {
         not_propagated(
             "this Citus worker task carries no identity: the coordinator's transaction did not bind one with auth.bind",

@@ -178,7 +178,10 @@ fn _invalidate_caches<'a>(
     broadcast(rel.oid());
     // Under Citus the trigger fires on each node's placement of a reference table
     // (auth.key_store_102008), while caches watch the table itself: invalidate that too.
-    if let Some(w) = WATCHED.iter().find(|w| is_placement_of(rel.name(), w.relname)) {
+    if let Some(w) = WATCHED
+        .iter()
+        .find(|w| is_placement_of(rel.name(), w.relname))
+    {
         broadcast(w.relid());
     }
     Ok(None)

@@ -227,16 +227,31 @@ fn apply(users: &[Uuid]) -> i64 {
                 }
             }
             if !upd_ids.is_empty() {
-                c.update(
-                    "UPDATE auth.users u
-                        SET raw_app_meta_data = CASE WHEN v.roles IS NULL THEN u.raw_app_meta_data
-                                                     ELSE jsonb_set(u.raw_app_meta_data, '{roles}', v.roles::pg_catalog.jsonb) END,
-                            role_sync = v.sync::pg_catalog.jsonb,
-                            updated_at = CASE WHEN v.roles IS NULL THEN u.updated_at ELSE now() END
-                       FROM unnest($1::pg_catalog.uuid[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS v(id, roles, sync) WHERE u.id = v.id",
-                    None,
-                    &[upd_ids.into(), upd_roles.into(), upd_sync.into()],
-                )?;
+                // Two statements, not a CASE around now(): Citus refuses functions inside CASE
+                // in writes to a reference table (auth.distribute_trust).
+                for roles_changed in [true, false] {
+                    c.update(
+                        if roles_changed {
+                            "UPDATE auth.users u
+                                SET raw_app_meta_data = jsonb_set(u.raw_app_meta_data, '{roles}', v.roles::pg_catalog.jsonb),
+                                    role_sync = v.sync::pg_catalog.jsonb,
+                                    updated_at = now()
+                               FROM unnest($1::pg_catalog.uuid[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS v(id, roles, sync)
+                              WHERE u.id = v.id AND v.roles IS NOT NULL"
+                        } else {
+                            "UPDATE auth.users u
+                                SET role_sync = v.sync::pg_catalog.jsonb
+                               FROM unnest($1::pg_catalog.uuid[], $2::pg_catalog.text[], $3::pg_catalog.text[]) AS v(id, roles, sync)
+                              WHERE u.id = v.id AND v.roles IS NULL"
+                        },
+                        None,
+                        &[
+                            upd_ids.clone().into(),
+                            upd_roles.clone().into(),
+                            upd_sync.clone().into(),
+                        ],
+                    )?;
+                }
             }
             Ok::<_, pgrx::spi::Error>(changed)
         })

@@ -91,15 +91,11 @@ fn resolve(l: &Lookup) -> &Resolved {
         }
         n
     };
-    let index_name = std::ffi::CString::new(format!(
-        "{}{}",
-        l.index.to_string_lossy(),
-        placement.suffix
-    ))
-    .expect("no NUL");
-    let index = unsafe {
-        pg_sys::get_relname_relid(index_name.as_ptr(), pg_sys::get_rel_namespace(table))
-    };
+    let index_name =
+        std::ffi::CString::new(format!("{}{}", l.index.to_string_lossy(), placement.suffix))
+            .expect("no NUL");
+    let index =
+        unsafe { pg_sys::get_relname_relid(index_name.as_ptr(), pg_sys::get_rel_namespace(table)) };
     if index == pg_sys::InvalidOid {
         pgrx::error!(
             "auth_ext: index {} of the extension is missing",

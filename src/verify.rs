@@ -12,23 +12,10 @@ use pgrx::{pg_sys, JsonB};
 use serde_json::Value;
 
 /// Verifies `token` now, binds it to the current transaction (as `SET LOCAL auth.jwt`), and
-/// returns its claims.
+/// returns its claims: `auth.bind` for a token that must not be NULL.
 #[pg_extern(volatile, parallel_unsafe)]
 fn authenticate(token: &str) -> JsonB {
-    let now = clock::transaction_now();
-    let b = verify_token(token.as_bytes(), now, &gucs::policy()).or_raise();
-    b.check_account(now);
-    let claims = JsonB(Value::Object(b.claims.clone()));
-    let value = std::ffi::CString::new(token)
-        .unwrap_or_else(|_| raise(AuthError::invalid_token("token contains a NUL byte")));
-    gucs::set(
-        &[(c"auth.jwt", &value)],
-        pg_sys::GucContext::PGC_USERSET,
-        pg_sys::GucSource::PGC_S_SESSION,
-        pg_sys::GucAction::GUC_ACTION_LOCAL,
-    );
-    binding::bind(b);
-    claims
+    bind(Some(token)).expect("a verified token has claims")
 }
 
 /// Verifies `token` now (NULL: anonymous) and binds it to the current transaction, marking
