@@ -1,3 +1,84 @@
 -- auth_ext 0.2.0 → 0.3.0 (ALTER EXTENSION auth_ext UPDATE). Once released, never edit this file
 -- (sql/released.sha256 will check it); a later change needs a new upgrade script.
 -- What changes, and why (the design is in docs/):
+--  * Citus (docs/citus.md): auth.bind(token) binds the identity so that it reaches the workers
+--    (and is the one implementation behind auth.authenticate); auth.distribute_trust() makes the
+--    trust tables reference tables; auth.revoke_session avoids now() inside COALESCE, which
+--    Citus refuses in writes to a reference table.
+
+-- Citus: the bind that reaches the workers.
+CREATE FUNCTION auth."bind"(
+	"token" TEXT
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'bind_wrapper';
+
+-- Ends a session: its refresh tokens stop working, its access tokens are TOKEN_REVOKED in
+-- every backend by the next statement (the sessions table's invalidation trigger).
+CREATE OR REPLACE FUNCTION auth.revoke_session(session_id uuid) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner_id uuid;
+    -- A variable, not now() inside COALESCE: Citus refuses functions there in writes to a
+    -- reference table (auth.distribute_trust).
+    revoked_now timestamptz := now();
+BEGIN
+    UPDATE auth.sessions s
+       SET revoked_at = coalesce(s.revoked_at, revoked_now),
+           revoked_reason = coalesce(s.revoked_reason, 'revoked')
+     WHERE s.id = revoke_session.session_id
+    RETURNING s.user_id INTO owner_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'INVALID_PARAMETER: invalid parameter'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'no such session';
+    END IF;
+    INSERT INTO auth.audit_log (event, user_id, session_id)
+    VALUES ('session_revoked', owner_id, revoke_session.session_id);
+END $$;
+
+-- Citus (docs/citus.md): a DBA manages trust once, on the coordinator, and it holds on every
+-- node. auth.distribute_trust() makes the tables the token checks read (keys, account issuers,
+-- users, identities, sessions) Citus reference tables, kept identical on every node by Citus
+-- (two-phase commit on every write). signing_keys and refresh_tokens follow because of their
+-- foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
+-- the coordinator, which is the only node that signs in, refreshes and signs out.
+CREATE FUNCTION auth.distribute_trust() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t text;
+    converted text[] := '{}';
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+        RAISE EXCEPTION 'NOT_CONFIGURED: the database is not set up for this'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Citus is not installed in this database.',
+                  HINT = 'CREATE EXTENSION citus first, on the coordinator, with its workers added.';
+    END IF;
+    -- The tables have triggers (cache invalidation, role sync) and foreign keys among
+    -- themselves: Citus converts such a group only with these two settings, referenced tables
+    -- first. One transaction: a half-converted group would silently skip ON DELETE CASCADE.
+    SET LOCAL citus.enable_unsafe_triggers = on;
+    SET LOCAL citus.enable_local_reference_table_foreign_keys = off;
+    FOREACH t IN ARRAY ARRAY['key_store', 'account_issuers', 'users', 'sessions', 'identities',
+                             'refresh_tokens', 'signing_keys'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.format('auth.%I', t)::pg_catalog.regclass) THEN
+            PERFORM pg_catalog.create_reference_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
+            converted := converted OPERATOR(pg_catalog.||) t;
+        END IF;
+    END LOOP;
+    -- The coordinator's own tables keep a stale copy of the rows otherwise (nothing reads it);
+    -- only possible once no local table references them.
+    FOREACH t IN ARRAY converted LOOP
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
+    END LOOP;
+    IF pg_catalog.cardinality(converted) OPERATOR(pg_catalog.=) 0 THEN
+        RETURN 'the trust tables are already reference tables';
+    END IF;
+    RETURN 'reference tables now: ' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(converted, ', ');
+END $$;
+COMMENT ON FUNCTION auth.distribute_trust() IS 'Citus: make the trust tables reference tables, so keys, bans and revocations reach every node (once, on the coordinator)';
+REVOKE ALL ON FUNCTION auth.distribute_trust() FROM PUBLIC;
