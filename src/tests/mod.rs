@@ -10,6 +10,7 @@
 //! `cargo pgrx test` calls it as `"tests"."<test>"()`. The helpers below are shared by all.
 //! (`crate::pg_test`, which `cargo pgrx test` requires, is in lib.rs.)
 
+mod citus;
 mod credentials;
 mod identity;
 mod keys;
