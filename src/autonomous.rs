@@ -44,6 +44,14 @@ pub enum Op {
         user_id: String,
         reason: String,
     },
+    /// Counts one attempt at the user's outstanding one-time tokens of `token_types` before
+    /// the code is judged; a token whose attempts exceed `max_attempts` is voided (deleted,
+    /// audited). Answers the tokens that may still be judged ([`OtpCandidate`]).
+    ReserveOtp {
+        user_id: String,
+        token_types: Vec<String>,
+        max_attempts: i32,
+    },
     /// An audit row that must survive the caller's rollback.
     Audit {
         event: String,
@@ -64,6 +72,15 @@ pub struct Reservation {
     pub locks: bool,
     /// When the lock ends, as text for the message.
     pub locked_until: Option<String>,
+}
+
+/// A one-time token that may be judged, from [`Op::ReserveOtp`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct OtpCandidate {
+    pub id: String,
+    pub token_type: String,
+    pub token_hash: String,
+    pub link_hash: Option<String>,
 }
 
 /// Why bookkeeping did not happen. Never holds a secret.
@@ -264,6 +281,56 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
             )?;
             audit::write(client, reason, Some(user_id), Some(session_id), &json!({}))?;
             Ok(Value::Null)
+        }
+        Op::ReserveOtp {
+            user_id,
+            token_types,
+            max_attempts,
+        } => {
+            let t = client.update(
+                "UPDATE auth.one_time_tokens SET attempts = attempts OPERATOR(pg_catalog.+) 1
+                  WHERE user_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid
+                    AND token_type::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
+                    AND expires_at OPERATOR(pg_catalog.>) now()
+                 RETURNING id::pg_catalog.text, token_type::pg_catalog.text, token_hash, link_hash,
+                           attempts OPERATOR(pg_catalog.>) $3",
+                None,
+                &[
+                    user_id.as_str().into(),
+                    token_types.clone().into(),
+                    (*max_attempts).into(),
+                ],
+            )?;
+            let mut open = Vec::new();
+            let mut voided = Vec::new();
+            for row in t {
+                let c = OtpCandidate {
+                    id: row.get::<String>(1)?.unwrap_or_default(),
+                    token_type: row.get::<String>(2)?.unwrap_or_default(),
+                    token_hash: row.get::<String>(3)?.unwrap_or_default(),
+                    link_hash: row.get::<String>(4)?,
+                };
+                if row.get::<bool>(5)?.unwrap_or(true) {
+                    voided.push(c);
+                } else {
+                    open.push(c);
+                }
+            }
+            for c in &voided {
+                client.update(
+                    "DELETE FROM auth.one_time_tokens WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+                    None,
+                    &[c.id.as_str().into()],
+                )?;
+                audit::write(
+                    client,
+                    "one_time_token_voided",
+                    Some(user_id),
+                    None,
+                    &json!({"token_type": c.token_type, "attempts": max_attempts}),
+                )?;
+            }
+            Ok(serde_json::to_value(open).expect("serialises"))
         }
         Op::Audit {
             event,

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-const MAX_EMAIL_LEN: usize = 320;
+pub const MAX_EMAIL_LEN: usize = 320;
 
 /// Hashes `password` with argon2id (PHC string) using the `auth.argon2_*` parameters.
 #[pg_extern(volatile, strict, parallel_safe)]
@@ -56,7 +56,7 @@ fn dummy_hash(params: Argon2Params) -> String {
     }
 }
 
-fn check_email(email: &str) {
+pub fn check_email(email: &str) {
     let ok = email.len() <= MAX_EMAIL_LEN
         && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
         && email
@@ -95,13 +95,20 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
         invalid_parameter("user_metadata must be a JSON object");
     }
     let hash = password::hash(password.as_bytes(), gucs::argon2_params()).or_raise();
-    let id: Option<Uuid> = spi::run(|c| {
+    create_user(email, Some(&hash), &user_metadata.0)
+        .unwrap_or_else(|| invalid_parameter("a user with this email already exists"))
+}
+
+/// Creates a user with an email (unconfirmed) and optionally a password hash, with its 'email'
+/// identity; `None` when the email is taken.
+pub fn create_user(email: &str, hash: Option<&str>, user_metadata: &serde_json::Value) -> Option<Uuid> {
+    spi::run(|c| {
         let id = c
             .update(
                 "INSERT INTO auth.users (email, encrypted_password, raw_user_meta_data)
                  VALUES ($1, $2, $3) ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
                 None,
-                &[email.into(), hash.as_str().into(), user_metadata.into()],
+                &[email.into(), hash.into(), JsonB(user_metadata.clone()).into()],
             )?
             .first()
             .get_one::<Uuid>()
@@ -115,9 +122,23 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
             )?;
         }
         Ok::<_, pgrx::spi::Error>(id)
-    });
-    id.unwrap_or_else(|| invalid_parameter("a user with this email already exists"))
+    })
 }
+
+/// Sets a user's password (checked like a new one), as a fresh argon2id hash.
+pub fn set_password(user_id: Uuid, new_password: &str) {
+    check_new_password(new_password);
+    let hash = password::hash(new_password.as_bytes(), gucs::argon2_params()).or_raise();
+    spi::run(|c| {
+        c.update(
+            "UPDATE auth.users SET encrypted_password = $2, updated_at = now() WHERE id = $1",
+            None,
+            &[user_id.into(), hash.as_str().into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(())
+    });
+}
+
 
 struct StoredCredential {
     id: Uuid,

@@ -8,7 +8,9 @@ use pgrx::{pg_sys, PgLogLevel, PgSqlErrorCode};
 pub fn sqlstate(code: ErrorCode) -> PgSqlErrorCode {
     match code {
         ErrorCode::InsufficientPermissions => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        ErrorCode::InvalidCredentials => PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
+        ErrorCode::InvalidCredentials | ErrorCode::InvalidOtp => {
+            PgSqlErrorCode::ERRCODE_INVALID_PASSWORD
+        }
         ErrorCode::InvalidParameter => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         ErrorCode::ReadOnly => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
         ErrorCode::Unavailable => PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,

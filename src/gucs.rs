@@ -40,6 +40,11 @@ pub static ISSUER: GucSetting<Option<CString>> =
 pub static ACCESS_TOKEN_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static REFRESH_TOKEN_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
 pub static REFRESH_REUSE_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static OTP_EXPIRY_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static OTP_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(6);
+pub static OTP_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static OTP_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static ALLOW_SIGN_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REVOCATION_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -295,6 +300,10 @@ pub fn init() {
             (c"auth.access_token_seconds", c"Lifetime of issued access tokens, in seconds.", &ACCESS_TOKEN_SECONDS, 30, 7 * 86_400),
             (c"auth.refresh_token_seconds", c"Lifetime of a refresh token (sliding: each refresh starts a new one), in seconds.", &REFRESH_TOKEN_SECONDS, 300, 366 * 86_400),
             (c"auth.refresh_reuse_interval_seconds", c"Window in which a rotated refresh token may be presented again (client retries) and gets the same successor.", &REFRESH_REUSE_INTERVAL_SECONDS, 0, 300),
+            (c"auth.otp_expiry_seconds", c"Lifetime of one-time codes and links, in seconds.", &OTP_EXPIRY_SECONDS, 60, 86_400),
+            (c"auth.otp_length", c"Digits of one-time codes.", &OTP_LENGTH, 6, 10),
+            (c"auth.otp_max_attempts", c"Attempts judged per one-time code before it is void.", &OTP_MAX_ATTEMPTS, 1, 100),
+            (c"auth.otp_min_interval_seconds", c"Least time between two one-time codes sent to one user, in seconds.", &OTP_MIN_INTERVAL_SECONDS, 0, 3600),
         ] {
             GucRegistry::define_int_guc(
                 name,
@@ -317,6 +326,14 @@ pub fn init() {
             Some(check_claim_path),
             None,
             None,
+        );
+        GucRegistry::define_bool_guc(
+            c"auth.allow_sign_up",
+            c"auth.sign_in_with_otp creates an account for an unknown email (when its create_user is true).",
+            c"",
+            &ALLOW_SIGN_UP,
+            GucContext::Suset,
+            GucFlags::default(),
         );
         GucRegistry::define_bool_guc_with_hooks(
             c"auth.revocation_checks",

@@ -40,9 +40,11 @@ mod jsonb;
 mod keys;
 mod planner;
 mod privilege;
+mod one_time;
 mod rls;
 mod roles;
 mod row_lookup;
+mod secrets;
 mod sessions;
 mod signing_keys;
 mod spi;
@@ -90,6 +92,11 @@ extension_sql_file!(
     "../sql/080_citus.sql",
     name = "citus_sql",
     requires = ["account_issuers_sql"]
+);
+extension_sql_file!(
+    "../sql/090_one_time_tokens.sql",
+    name = "one_time_tokens_sql",
+    requires = ["users_sql", "sessions_sql"]
 );
 extension_sql_file!(
     "../sql/900_privileges.sql",

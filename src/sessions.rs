@@ -21,25 +21,11 @@ use serde_json::{json, Map, Value};
 
 /// The secret of the refresh-token chain, made on first use.
 fn refresh_secret() -> Vec<u8> {
-    const READ: &str = "SELECT value FROM auth.secrets WHERE name = 'refresh_chain'";
-    spi::run(|c| {
-        let t = c.update(READ, None, &[])?;
-        if !t.is_empty() {
-            return t.first().get_one::<Vec<u8>>();
-        }
-        // A concurrent first use waits on the conflict; the re-read sees the winner's secret.
-        c.update(
-            "INSERT INTO auth.secrets (name, value) VALUES ('refresh_chain', $1) ON CONFLICT (name) DO NOTHING",
-            None,
-            &[auth_core::random::bytes(32).into()],
-        )?;
-        c.update(READ, None, &[])?.first().get_one::<Vec<u8>>()
-    })
-    .expect("the secret was just ensured")
+    crate::secrets::get("refresh_chain")
 }
 
 /// The user as token claims and as the `user` of a token response.
-fn user_json(user_id: Uuid) -> Value {
+pub fn user_json(user_id: Uuid) -> Value {
     Spi::get_one_with_args::<JsonB>(
         "SELECT jsonb_build_object('id', id, 'email', email, 'phone', phone,
                 'email_confirmed_at', email_confirmed_at, 'last_sign_in_at', last_sign_in_at,
@@ -273,7 +259,7 @@ fn refresh(refresh_token: &str) -> JsonB {
 
 /// The user and session of the bound token, which must be one this database issued: sessions
 /// of other issuers are theirs to end, and their subjects are not our users.
-fn bound_session() -> (Uuid, Uuid) {
+pub fn bound_session() -> (Uuid, Uuid) {
     let b = binding::current()
         .unwrap_or_else(|| raise(AuthError::invalid_token("no token is bound (set auth.jwt)")));
     let sid = b.our_session().unwrap_or_else(|| {

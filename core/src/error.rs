@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The database lacks what the call needs (e.g. an active signing key).
     NotConfigured,
+    /// A one-time code or link that is wrong, used, expired or voided (or an unknown email).
+    InvalidOtp,
     /// On Citus, a worker evaluating a policy received no identity from the coordinator
     /// (the token was not bound with `auth.bind` inside a transaction block).
     NotPropagated,
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "READ_ONLY",
             ErrorCode::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorCode::NotConfigured => "NOT_CONFIGURED",
+            ErrorCode::InvalidOtp => "INVALID_OTP",
             ErrorCode::NotPropagated => "IDENTITY_NOT_PROPAGATED",
         }
     }
@@ -65,6 +68,7 @@ impl ErrorCode {
                 "the attempt could not be recorded; nothing was checked; retry"
             }
             ErrorCode::NotConfigured => "the database is not set up for this",
+            ErrorCode::InvalidOtp => "the code or link is invalid or has expired",
             ErrorCode::NotPropagated => "the identity did not reach this Citus node",
         }
     }

@@ -12,6 +12,7 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod keyset;
+pub mod otp;
 pub mod password;
 pub mod random;
 pub mod roles;

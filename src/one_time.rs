@@ -1,0 +1,389 @@
+//! One-time codes and magic links (docs/passwordless.md): `auth.sign_in_with_otp`,
+//! `auth.verify_otp`, `auth.resend`, `auth.reset_password_for_email`. GoTrue's flows and token
+//! types, stricter where GoTrue is weak:
+//! * no enumeration: every request answers the same for known and unknown emails; only the
+//!   outbox (readable by the delivery role) differs;
+//! * guessing: each attempt is counted by the bookkeeping worker before the code is judged, so
+//!   no rollback or concurrency gets past `auth.otp_max_attempts` per code (then it is void);
+//! * one new code per `auth.otp_min_interval_seconds` per user; single use; expiring;
+//! * only keyed hashes are stored (auth_core::otp), bound to the user and the token type.
+
+use crate::autonomous::{self, Op, OtpCandidate};
+use crate::errors::{invalid_parameter, raise};
+use crate::spi;
+use crate::{audit, gucs, secrets, sessions};
+use auth_core::{otp, AuthError, ErrorCode};
+use pgrx::datum::Uuid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+/// Name of the key of the stored hashes in `auth.secrets`.
+const SECRET: &str = "one_time_tokens";
+
+/// What a message is for: the outbox `kind` the sender picks its template by, and the token
+/// type (GoTrue's) that a code of it is stored as.
+#[derive(Clone, Copy)]
+enum Purpose {
+    /// Confirm the email of a new or unconfirmed account (and sign in).
+    Signup,
+    /// Sign in, for a confirmed account (GoTrue stores these as recovery tokens too).
+    MagicLink,
+    /// Reset the password (signs in; then `auth.update_user` sets the new password).
+    Recovery,
+}
+
+impl Purpose {
+    fn kind(self) -> &'static str {
+        match self {
+            Purpose::Signup => "signup",
+            Purpose::MagicLink => "magiclink",
+            Purpose::Recovery => "recovery",
+        }
+    }
+    fn token_type(self) -> &'static str {
+        match self {
+            Purpose::Signup => "confirmation_token",
+            Purpose::MagicLink | Purpose::Recovery => "recovery_token",
+        }
+    }
+}
+
+/// The context a stored hash is bound to: the user, the token type and code vs link, so that
+/// a value issued for one never matches another.
+fn context(user_id: &str, token_type: &str, link: bool) -> String {
+    format!(
+        "{user_id}/{token_type}/{}",
+        if link { "link" } else { "code" }
+    )
+}
+
+struct Account {
+    id: Uuid,
+    email: String,
+    confirmed: bool,
+    usable: bool,
+}
+
+fn account_by_email(email: &str) -> Option<Account> {
+    spi::run(|c| {
+        let t = c.select(
+            "SELECT id, email, email_confirmed_at IS NOT NULL,
+                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
+               FROM auth.users WHERE lower(email) = lower($1)",
+            Some(1),
+            &[email.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let r = t.first();
+        Ok::<_, pgrx::spi::Error>(Some(Account {
+            id: r.get::<Uuid>(1)?.expect("id is not null"),
+            email: r.get::<String>(2)?.unwrap_or_default(),
+            confirmed: r.get::<bool>(3)?.unwrap_or(false),
+            usable: r.get::<bool>(4)?.unwrap_or(false),
+        }))
+    })
+}
+
+/// Issues a code and a link token for `purpose` to the account, replacing its outstanding
+/// token of that type, and queues the message. Returns false (and sends nothing) when the
+/// user was sent one less than `auth.otp_min_interval_seconds` ago.
+fn issue(account: &Account, purpose: Purpose) -> bool {
+    let secret = secrets::get(SECRET);
+    let code = otp::numeric_code(gucs::OTP_LENGTH.get() as u32);
+    let link = otp::link_token();
+    let id = account.id.to_string();
+    let token_type = purpose.token_type();
+    let code_hash = hex(&otp::hash(&code, &context(&id, token_type, false), &secret));
+    let link_hash = hex(&otp::hash(&link, &context(&id, token_type, true), &secret));
+    let sent = spi::run(|c| {
+        // One request per user at a time: the user row's lock orders concurrent requests, so
+        // the interval check below sees the one before.
+        c.update(
+            "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
+            None,
+            &[account.id.into()],
+        )?;
+        let recent = c
+            .update(
+                "SELECT EXISTS (SELECT 1 FROM auth.one_time_tokens
+                                 WHERE user_id = $1
+                                   AND updated_at > now() - make_interval(secs => $2))",
+                None,
+                &[
+                    account.id.into(),
+                    (gucs::OTP_MIN_INTERVAL_SECONDS.get() as f64).into(),
+                ],
+            )?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(true);
+        if recent {
+            return Ok(false);
+        }
+        let expiry = gucs::OTP_EXPIRY_SECONDS.get() as f64;
+        c.update(
+            "INSERT INTO auth.one_time_tokens AS o
+                    (user_id, token_type, token_hash, link_hash, relates_to, expires_at)
+             VALUES ($1, $2::auth.one_time_token_type, $3, $4, $5, now() + make_interval(secs => $6))
+             ON CONFLICT (user_id, token_type) DO UPDATE
+                SET token_hash = excluded.token_hash, link_hash = excluded.link_hash,
+                    relates_to = excluded.relates_to, expires_at = excluded.expires_at,
+                    created_at = now(), updated_at = now(), attempts = 0",
+            None,
+            &[
+                account.id.into(),
+                token_type.into(),
+                code_hash.as_str().into(),
+                link_hash.as_str().into(),
+                account.email.as_str().into(),
+                expiry.into(),
+            ],
+        )?;
+        c.update(
+            "WITH m AS (
+                INSERT INTO auth.outbox (kind, recipient, user_id, code, link_token, expires_at)
+                VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+                RETURNING id)
+             SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
+            None,
+            &[
+                purpose.kind().into(),
+                account.email.as_str().into(),
+                account.id.into(),
+                code.as_str().into(),
+                link.as_str().into(),
+                expiry.into(),
+            ],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    audit::record(
+        if sent {
+            "one_time_token_sent"
+        } else {
+            "one_time_token_throttled"
+        },
+        Some(account.id),
+        None,
+        json!({"kind": purpose.kind()}),
+    );
+    sent
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_email(email: &str) {
+    crate::credentials::check_email(email);
+}
+
+/// Sends a sign-in code and magic link to `email`: to confirm a new or unconfirmed account,
+/// created here on first use when `create_user` and `auth.allow_sign_up` allow, or to sign a
+/// confirmed account in. Answers nothing, the same for every email.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn sign_in_with_otp(email: &str, create_user: default!(bool, true)) {
+    crate::errors::require_writable("auth.sign_in_with_otp");
+    check_email(email);
+    let account = match account_by_email(email) {
+        Some(a) => Some(a),
+        None if create_user && gucs::ALLOW_SIGN_UP.get() => {
+            crate::credentials::create_user(email, None, &json!({}));
+            // (A concurrent request may have created it: the lookup finds either.)
+            account_by_email(email)
+        }
+        None => None,
+    };
+    if let Some(a) = account.filter(|a| a.usable) {
+        let purpose = if a.confirmed {
+            Purpose::MagicLink
+        } else {
+            Purpose::Signup
+        };
+        issue(&a, purpose);
+    }
+}
+
+/// Sends a password-recovery code and link to `email` if it has a usable account. Answers
+/// nothing, the same for every email.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn reset_password_for_email(email: &str) {
+    crate::errors::require_writable("auth.reset_password_for_email");
+    check_email(email);
+    if let Some(a) = account_by_email(email).filter(|a| a.usable) {
+        issue(&a, Purpose::Recovery);
+    }
+}
+
+/// Sends the sign-up confirmation again (`type` 'signup') to an unconfirmed account. Answers
+/// nothing, the same for every email.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn resend(email: &str, r#type: &str) {
+    crate::errors::require_writable("auth.resend");
+    check_email(email);
+    if r#type != "signup" {
+        invalid_parameter("type must be 'signup'");
+    }
+    if let Some(a) = account_by_email(email).filter(|a| a.usable && !a.confirmed) {
+        issue(&a, Purpose::Signup);
+    }
+}
+
+fn invalid_otp() -> ! {
+    raise(AuthError::new(
+        ErrorCode::InvalidOtp,
+        "wrong, used, expired or voided code or link, or unknown email",
+    ))
+}
+
+/// Verifies a code or link token sent to `email` and signs the user in: `type` 'email'
+/// (either kind of code), 'signup', 'magiclink' or 'recovery'. Confirms the email on
+/// success. One error, INVALID_OTP, for everything that fails.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_otp(email: &str, token: &str, r#type: &str) -> JsonB {
+    crate::errors::require_writable("auth.verify_otp");
+    let token_types: &[&str] = match r#type {
+        "email" => &["confirmation_token", "recovery_token"],
+        "signup" => &["confirmation_token"],
+        "magiclink" | "recovery" => &["recovery_token"],
+        _ => invalid_parameter("type must be one of 'email', 'signup', 'magiclink', 'recovery'"),
+    };
+    crate::signing_keys::require_signing_key();
+    if token.len() > 256 || email.len() > crate::credentials::MAX_EMAIL_LEN {
+        invalid_otp();
+    }
+    let account = account_by_email(email);
+    let Some(account) = account.filter(|a| a.usable) else {
+        autonomous::run_or_refuse(&[Op::Audit {
+            event: "one_time_token_failed".into(),
+            user_id: None,
+            details: json!({"reason": "no usable account"}),
+        }]);
+        invalid_otp();
+    };
+    let id = account.id.to_string();
+    // Counted (committed by the worker) before anything is judged: fail closed.
+    let answer = autonomous::run_or_refuse(&[Op::ReserveOtp {
+        user_id: id.clone(),
+        token_types: token_types.iter().map(|t| t.to_string()).collect(),
+        max_attempts: gucs::OTP_MAX_ATTEMPTS.get(),
+    }]);
+    let candidates: Vec<OtpCandidate> = answer
+        .into_iter()
+        .next()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
+    let secret = secrets::get(SECRET);
+    let link = !token.bytes().all(|b| b.is_ascii_digit());
+    let matched = candidates.iter().find(|c| {
+        let stored = if link {
+            c.link_hash.as_deref()
+        } else {
+            Some(c.token_hash.as_str())
+        };
+        stored.is_some_and(|h| {
+            otp::matches_hex(h, token, &context(&id, &c.token_type, link), &secret)
+        })
+    });
+    let Some(matched) = matched else {
+        autonomous::run_or_refuse(&[Op::Audit {
+            event: "one_time_token_failed".into(),
+            user_id: Some(id),
+            details: json!({"type": r#type}),
+        }]);
+        invalid_otp();
+    };
+    // Single use: of concurrent verifications of one code, only the one that deletes the
+    // row signs in.
+    let consumed = spi::run(|c| {
+        let t = c.update(
+            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
+            None,
+            &[matched.id.as_str().into()],
+        )?;
+        if t.is_empty() {
+            return Ok(false);
+        }
+        // Receiving the message proves the address: confirm it. (No now() inside CASE or
+        // COALESCE: Citus refuses that in writes to a reference table.)
+        c.update(
+            "UPDATE auth.users SET email_confirmed_at = now(), updated_at = now()
+              WHERE id = $1 AND email_confirmed_at IS NULL",
+            None,
+            &[account.id.into()],
+        )?;
+        c.update(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
+            None,
+            &[account.id.into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    if !consumed {
+        invalid_otp();
+    }
+    let method = match (r#type, link) {
+        ("recovery", _) => "recovery",
+        (_, true) => "magiclink",
+        _ => "otp",
+    };
+    sessions::start_session(account.id, method)
+}
+
+/// The user's own attributes, for the bound token's user (a token this database issued):
+/// `password` (ends the user's other sessions) and `data` (merged into user_metadata).
+/// Returns the user.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn update_user(attributes: JsonB) -> JsonB {
+    crate::errors::require_writable("auth.update_user");
+    let Some(attrs) = attributes.0.as_object() else {
+        invalid_parameter("attributes must be a JSON object");
+    };
+    for k in attrs.keys() {
+        if !matches!(k.as_str(), "password" | "data") {
+            invalid_parameter(format!(
+                "attribute {k:?} cannot be changed here (password, data)"
+            ));
+        }
+    }
+    let (user_id, session_id) = sessions::bound_session();
+    if let Some(p) = attrs.get("password") {
+        let Some(p) = p.as_str() else {
+            invalid_parameter("password must be a string");
+        };
+        crate::credentials::set_password(user_id, p);
+        spi::run(|c| {
+            c.update(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'password_changed'
+                  WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+                None,
+                &[user_id.into(), session_id.into()],
+            )?;
+            Ok::<_, pgrx::spi::Error>(())
+        });
+        audit::record("password_changed", Some(user_id), Some(session_id), json!({}));
+    }
+    if let Some(d) = attrs.get("data") {
+        if !d.is_object() {
+            invalid_parameter("data must be a JSON object");
+        }
+        spi::run(|c| {
+            c.update(
+                "UPDATE auth.users SET raw_user_meta_data = raw_user_meta_data || $2, updated_at = now()
+                  WHERE id = $1",
+                None,
+                &[user_id.into(), JsonB(d.clone()).into()],
+            )?;
+            Ok::<_, pgrx::spi::Error>(())
+        });
+    }
+    JsonB(sessions::user_json(user_id))
+}

@@ -1,0 +1,255 @@
+"""One-time codes and magic links end to end (docs/passwordless.md): the code travels from
+auth.outbox through the reference sender (scripts/outbox_sender.py) to a real SMTP server
+(aiosmtpd) and back into auth.verify_otp; recovery; no enumeration; guessing, concurrency,
+rate, rollback and privileges."""
+import email
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import ROOT
+from test_credentials import fast_app_user  # noqa: F401  (fixture)
+
+
+class Sink:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def mail(cluster, smtp, fast_app_user):  # noqa: F811
+    """deliver(): runs the reference sender once, as the delivery role, and returns the
+    messages that arrived at the SMTP server since the last call."""
+    sink, port = smtp
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE mailer LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.execute("GRANT SELECT, UPDATE, DELETE ON auth.outbox TO mailer")
+        admin.execute("ALTER ROLE app_user SET auth.otp_min_interval_seconds = 0")
+    seen = [0]
+
+    def deliver():
+        p = subprocess.run(
+            [sys.executable, str(ROOT / "scripts/outbox_sender.py"), "--once",
+             "--dsn", f"host=127.0.0.1 port={cluster.port} dbname={cluster.dbname} user=mailer",
+             "--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--sender", "auth@e2e.test",
+             "--link-base", "https://app.e2e.test/verify"],
+            check=False, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        new = sink.messages[seen[0]:]
+        seen[0] = len(sink.messages)
+        return new
+
+    return deliver
+
+
+def code_of(msg):
+    body = msg.get_payload(decode=True).decode()
+    code = re.search(r"Your code: (\d+)", body).group(1)
+    link = re.search(r"(https://\S+)", body).group(1)
+    q = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)
+    return code, q["token"][0], q["type"][0]
+
+
+def fresh_email():
+    return f"p{uuid.uuid4().hex[:12]}@example.test"
+
+
+def sqlerror(conn, sql, params=()):
+    try:
+        with conn.transaction():
+            conn.execute(sql, params).fetchall()
+        return "ok"
+    except psycopg.Error as e:
+        return f"{e.sqlstate} {e.diag.message_primary.split(':')[0]}"
+
+
+def uid_of(conn, access_token):
+    with conn.transaction():
+        conn.execute("SELECT set_config('auth.jwt', %s, true)", (access_token,))
+        return str(conn.execute("SELECT auth.uid()").fetchone()[0])
+
+
+def test_a_code_arrives_by_mail_and_signs_a_new_user_in(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+        [msg] = mail()
+        assert msg["To"] == addr and msg["X-Auth-Kind"] == "signup"
+        code, _, _ = code_of(msg)
+        assert len(code) == 6
+        r = conn.execute("SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)).fetchone()[0]
+        assert r["user"]["email"] == addr and r["user"]["email_confirmed_at"]
+        assert uid_of(conn, r["access_token"]) == r["user"]["id"]
+        # Single use.
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)) == "28P01 INVALID_OTP"
+        # A confirmed user is sent a sign-in code next time, and the link works as well.
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+        [msg] = mail()
+        assert msg["X-Auth-Kind"] == "magiclink"
+        _, link_token, link_type = code_of(msg)
+        r2 = conn.execute("SELECT auth.verify_otp(%s, %s, %s)", (addr, link_token, link_type)).fetchone()[0]
+        assert r2["user"]["id"] == r["user"]["id"]
+    with cluster.connect(autocommit=True) as admin:
+        amr = admin.execute("SELECT details->>'method' FROM auth.audit_log WHERE user_id = %s AND event = 'signed_in' ORDER BY id",
+                            (r["user"]["id"],)).fetchall()
+        assert [a[0] for a in amr] == ["otp", "magiclink"]
+
+
+def test_recovery_sets_a_new_password_and_ends_the_other_sessions(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_up(%s, 'old password 1')", (addr,))
+        old = conn.execute("SELECT auth.sign_in(%s, 'old password 1')", (addr,)).fetchone()[0]
+        conn.execute("SELECT auth.reset_password_for_email(%s)", (addr,))
+        [msg] = mail()
+        assert msg["X-Auth-Kind"] == "recovery"
+        code, _, _ = code_of(msg)
+        rec = conn.execute("SELECT auth.verify_otp(%s, %s, 'recovery')", (addr, code)).fetchone()[0]
+        with conn.transaction():
+            conn.execute("SELECT set_config('auth.jwt', %s, true)", (rec["access_token"],))
+            conn.execute("SELECT auth.update_user('{\"password\": \"new password 2\"}')")
+        assert sqlerror(conn, "SELECT auth.sign_in(%s, 'old password 1')", (addr,)) == "28P01 INVALID_CREDENTIALS"
+        assert conn.execute("SELECT auth.sign_in(%s, 'new password 2')", (addr,)).fetchone()[0]["access_token"]
+        # The session signed in with the old password has ended; the recovery session lives.
+        with conn.transaction():
+            conn.execute("SELECT set_config('auth.jwt', %s, true)", (old["access_token"],))
+            assert sqlerror(conn, "SELECT auth.uid()") == "28000 TOKEN_REVOKED"
+        assert uid_of(conn, rec["access_token"]) == rec["user"]["id"]
+
+
+def test_answers_are_the_same_for_known_and_unknown_emails(cluster, mail):
+    known = fresh_email()
+    unknown = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_up(%s, 'some password 1')", (known,))
+        for call in ["SELECT auth.sign_in_with_otp(%s, false)", "SELECT auth.reset_password_for_email(%s)",
+                     "SELECT auth.resend(%s, 'signup')"]:
+            a = conn.execute(call, (known,)).fetchall()
+            b = conn.execute(call, (unknown,)).fetchall()
+            assert a == b, call
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, '123456', 'email')", (unknown,)) == \
+            sqlerror(conn, "SELECT auth.verify_otp(%s, '123456', 'email')", (known,)) == "28P01 INVALID_OTP"
+    got = mail()
+    # Only the known address received anything: its sign-in code (a confirmation, as the
+    # email is not confirmed yet), the recovery code, and the confirmation sent again.
+    assert {m["To"] for m in got} == {known}
+    assert sorted(m["X-Auth-Kind"] for m in got) == ["recovery", "signup", "signup"]
+
+
+def test_guessing_stops_after_the_limit_even_with_rollbacks(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(user="app_user") as conn:
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+        conn.commit()
+        [msg] = mail()
+        code, _, _ = code_of(msg)
+        wrong = f"{(int(code) + 1) % 1000000:06d}"
+        for _ in range(4):
+            # Each guess in a transaction that is rolled back: the count survives.
+            assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, wrong)) == "28P01 INVALID_OTP"
+            conn.rollback()
+        # The 5th attempt is still judged; the right code after 5 is not.
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, wrong)) == "28P01 INVALID_OTP"
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)) == "28P01 INVALID_OTP"
+    with cluster.connect(autocommit=True) as admin:
+        uid = admin.execute("SELECT id FROM auth.users WHERE email = %s", (addr,)).fetchone()[0]
+        events = [e for (e,) in admin.execute(
+            "SELECT event FROM auth.audit_log WHERE user_id = %s ORDER BY id", (uid,))]
+        assert events.count("one_time_token_failed") == 6
+        assert events.count("one_time_token_voided") == 1
+        assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s", (uid,)).fetchone()[0] == 0
+
+
+def test_one_code_signs_in_once_under_concurrency(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+    [msg] = mail()
+    code, _, _ = code_of(msg)
+    results = []
+    barrier = threading.Barrier(8)
+
+    def attempt():
+        with cluster.connect(user="app_user", autocommit=True) as c:
+            barrier.wait()
+            results.append(sqlerror(c, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)))
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["28P01 INVALID_OTP"] * 7 + ["ok"]
+
+
+def test_one_new_code_per_interval_and_rollback_sends_nothing(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("ALTER ROLE app_user SET auth.otp_min_interval_seconds = 60")
+    try:
+        with cluster.connect(user="app_user") as conn:
+            conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+            conn.rollback()
+            assert mail() == []
+            for _ in range(3):
+                conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+                conn.commit()
+            assert len(mail()) == 1
+    finally:
+        with cluster.connect(autocommit=True) as admin:
+            admin.execute("ALTER ROLE app_user SET auth.otp_min_interval_seconds = 0")
+
+
+def test_expired_codes_are_refused(cluster, mail):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+        [msg] = mail()
+        code, _, _ = code_of(msg)
+        with cluster.connect(autocommit=True) as admin:
+            admin.execute("UPDATE auth.one_time_tokens SET expires_at = now() - interval '1 second' "
+                          "WHERE relates_to = %s", (addr,))
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)) == "28P01 INVALID_OTP"
+
+
+def test_codes_and_hashes_are_private(cluster, mail):
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        for t in ["auth.outbox", "auth.one_time_tokens"]:
+            assert sqlerror(conn, f"SELECT * FROM {t}") == "42501 permission denied for table " + t.split(".")[1]
+        # Read-only transactions are refused before anything happens.
+        conn.execute("SET default_transaction_read_only = on")
+        assert sqlerror(conn, "SELECT auth.sign_in_with_otp('x@example.test')") == "25006 READ_ONLY"
+        assert sqlerror(conn, "SELECT auth.verify_otp('x@example.test', '123456', 'email')") == "25006 READ_ONLY"
+    with cluster.connect(autocommit=True) as admin:
+        hashes = admin.execute("SELECT token_hash, link_hash FROM auth.one_time_tokens").fetchall()
+        codes = {c for (c,) in admin.execute("SELECT code FROM auth.outbox")}
+        assert all(len(h) == 64 and len(l) == 64 for h, l in hashes)
+        assert not any(h in codes for h, _ in hashes)
