@@ -51,3 +51,15 @@ COMMENT ON TABLE auth.outbox IS 'Messages to deliver (auth_ext): grant SELECT, U
 REVOKE ALL ON auth.one_time_tokens, auth.outbox FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('auth.one_time_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('auth.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.outbox_id_seq', '');
+
+-- The two flows whose argument is named `type` (Supabase's name, a Rust keyword): declared
+-- here over the library's functions (src/one_time.rs).
+CREATE FUNCTION auth.resend(email text, "type" text) RETURNS void
+    STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+    SET search_path TO pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'resend_wrapper';
+CREATE FUNCTION auth.verify_otp(email text, token text, "type" text) RETURNS jsonb
+    STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+    SET search_path TO pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'verify_otp_wrapper';

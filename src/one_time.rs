@@ -222,12 +222,12 @@ fn reset_password_for_email(email: &str) {
 
 /// Sends the sign-up confirmation again (`type` 'signup') to an unconfirmed account. Answers
 /// nothing, the same for every email.
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn resend(email: &str, r#type: &str) {
+// SQL in sql/090_one_time_tokens.sql: its argument is named `type`, a Rust keyword.
+#[pg_extern(volatile, security_definer, parallel_unsafe, sql = false)]
+fn resend(email: &str, kind: &str) {
     crate::errors::require_writable("auth.resend");
     check_email(email);
-    if r#type != "signup" {
+    if kind != "signup" {
         invalid_parameter("type must be 'signup'");
     }
     if let Some(a) = account_by_email(email).filter(|a| a.usable && !a.confirmed) {
@@ -245,11 +245,11 @@ fn invalid_otp() -> ! {
 /// Verifies a code or link token sent to `email` and signs the user in: `type` 'email'
 /// (either kind of code), 'signup', 'magiclink' or 'recovery'. Confirms the email on
 /// success. One error, INVALID_OTP, for everything that fails.
-#[pg_extern(volatile, security_definer, parallel_unsafe)]
-#[search_path(pg_catalog, pg_temp)]
-fn verify_otp(email: &str, token: &str, r#type: &str) -> JsonB {
+// SQL in sql/090_one_time_tokens.sql: its argument is named `type`, a Rust keyword.
+#[pg_extern(volatile, security_definer, parallel_unsafe, sql = false)]
+fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
     crate::errors::require_writable("auth.verify_otp");
-    let token_types: &[&str] = match r#type {
+    let token_types: &[&str] = match kind {
         "email" => &["confirmation_token", "recovery_token"],
         "signup" => &["confirmation_token"],
         "magiclink" | "recovery" => &["recovery_token"],
@@ -296,7 +296,7 @@ fn verify_otp(email: &str, token: &str, r#type: &str) -> JsonB {
         autonomous::run_or_refuse(&[Op::Audit {
             event: "one_time_token_failed".into(),
             user_id: Some(id),
-            details: json!({"type": r#type}),
+            details: json!({"type": kind}),
         }]);
         invalid_otp();
     };
@@ -329,7 +329,7 @@ fn verify_otp(email: &str, token: &str, r#type: &str) -> JsonB {
     if !consumed {
         invalid_otp();
     }
-    let method = match (r#type, link) {
+    let method = match (kind, link) {
         ("recovery", _) => "recovery",
         (_, true) => "magiclink",
         _ => "otp",

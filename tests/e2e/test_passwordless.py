@@ -207,7 +207,10 @@ def test_one_code_signs_in_once_under_concurrency(cluster, mail):
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == ["28P01 INVALID_OTP"] * 7 + ["ok"]
+    # Exactly one signs in. The others are refused: the code is used, or (fail closed) no
+    # bookkeeping worker slot was free for them (max_worker_processes is 8 here).
+    assert results.count("ok") == 1, results
+    assert set(results) - {"ok"} <= {"28P01 INVALID_OTP", "53000 TEMPORARILY_UNAVAILABLE"}, results
 
 
 def test_one_new_code_per_interval_and_rollback_sends_nothing(cluster, mail):
