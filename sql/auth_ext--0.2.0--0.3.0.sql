@@ -4,7 +4,9 @@
 --  * Citus (docs/citus.md): auth.bind(token) binds the identity so that it reaches the workers
 --    (and is the one implementation behind auth.authenticate); auth.distribute_trust() makes the
 --    trust tables reference tables; auth.revoke_session avoids now() inside COALESCE, which
---    Citus refuses in writes to a reference table.
+--    Citus refuses in writes to a reference table;
+--  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox, and
+--    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user.
 
 -- Citus: the bind that reaches the workers.
 CREATE FUNCTION auth."bind"(
@@ -40,8 +42,8 @@ END $$;
 -- Citus (docs/citus.md): a DBA manages trust once, on the coordinator, and it holds on every
 -- node. auth.distribute_trust() makes the tables the token checks read (keys, account issuers,
 -- users, identities, sessions) Citus reference tables, kept identical on every node by Citus
--- (two-phase commit on every write). signing_keys and refresh_tokens follow because of their
--- foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
+-- (two-phase commit on every write). signing_keys, refresh_tokens and one_time_tokens follow
+-- because of their foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
 -- the coordinator, which is the only node that signs in, refreshes and signs out.
 CREATE FUNCTION auth.distribute_trust() RETURNS text
     LANGUAGE plpgsql
@@ -63,7 +65,7 @@ BEGIN
     SET LOCAL citus.enable_unsafe_triggers = on;
     SET LOCAL citus.enable_local_reference_table_foreign_keys = off;
     FOREACH t IN ARRAY ARRAY['key_store', 'account_issuers', 'users', 'sessions', 'identities',
-                             'refresh_tokens', 'signing_keys'] LOOP
+                             'refresh_tokens', 'signing_keys', 'one_time_tokens'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                        WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.format('auth.%I', t)::pg_catalog.regclass) THEN
             PERFORM pg_catalog.create_reference_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
@@ -82,3 +84,95 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION auth.distribute_trust() IS 'Citus: make the trust tables reference tables, so keys, bans and revocations reach every node (once, on the coordinator)';
 REVOKE ALL ON FUNCTION auth.distribute_trust() FROM PUBLIC;
+
+-- One-time codes and magic links (docs/passwordless.md).
+CREATE FUNCTION auth."sign_in_with_otp"(
+	"email" TEXT,
+	"create_user" bool DEFAULT true
+) RETURNS void
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sign_in_with_otp_wrapper';
+
+CREATE FUNCTION auth."reset_password_for_email"(
+	"email" TEXT
+) RETURNS void
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'reset_password_for_email_wrapper';
+
+CREATE FUNCTION auth."update_user"(
+	"attributes" jsonb
+) RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'update_user_wrapper';
+
+-- One-time tokens and the outbox (docs/passwordless.md): email confirmation, passwordless
+-- sign-in by code or magic link, password recovery. GoTrue's table and token types; the code
+-- or link token itself is never stored, only its keyed hash (auth_core::otp).
+CREATE TYPE auth.one_time_token_type AS ENUM (
+    'confirmation_token',
+    'reauthentication_token',
+    'recovery_token',
+    'email_change_token_new',
+    'email_change_token_current',
+    'phone_change_token'
+);
+
+CREATE TABLE auth.one_time_tokens (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id     uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    token_type  auth.one_time_token_type NOT NULL,
+    -- The keyed hash of the code (hex); the link token's is link_hash.
+    token_hash  text NOT NULL CHECK (pg_catalog.char_length(token_hash) > 0),
+    -- The address the token was sent to (GoTrue: relates_to).
+    relates_to  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- Beyond GoTrue's shape: the link's hash, the expiry, and the attempts judged so far
+    -- (auth.otp_max_attempts voids the token).
+    link_hash   text,
+    expires_at  timestamptz NOT NULL,
+    attempts    integer NOT NULL DEFAULT 0,
+    -- At most one outstanding token per user and type: a new one replaces it.
+    UNIQUE (user_id, token_type)
+);
+COMMENT ON TABLE auth.one_time_tokens IS 'Outstanding one-time codes and links (auth_ext): hashes only, single use, expiring';
+
+-- What to deliver: one row per message, written in the requesting transaction (a rollback
+-- sends nothing) and announced with NOTIFY auth_outbox. A sender claims rows with
+-- DELETE … WHERE id IN (SELECT id … FOR UPDATE SKIP LOCKED) … RETURNING, sends, and commits.
+-- The code and link token are here in clear until delivered: readable only by the role the DBA
+-- grants to the sender.
+CREATE TABLE auth.outbox (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- signup (confirm your email), magiclink (sign in), recovery (reset your password)
+    kind        text NOT NULL,
+    recipient   text NOT NULL,
+    user_id     uuid,
+    code        text,
+    link_token  text,
+    expires_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE auth.outbox IS 'Messages to deliver (auth_ext): grant SELECT, UPDATE, DELETE to the delivery role only';
+
+REVOKE ALL ON auth.one_time_tokens, auth.outbox FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('auth.one_time_tokens', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.outbox_id_seq', '');
+
+-- The two flows whose argument is named `type` (Supabase's name, a Rust keyword): declared
+-- here over the library's functions (src/one_time.rs).
+CREATE FUNCTION auth.resend(email text, "type" text) RETURNS void
+    STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+    SET search_path TO pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'resend_wrapper';
+CREATE FUNCTION auth.verify_otp(email text, token text, "type" text) RETURNS jsonb
+    STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+    SET search_path TO pg_catalog, pg_temp
+    LANGUAGE c AS 'MODULE_PATHNAME', 'verify_otp_wrapper';

@@ -101,14 +101,22 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
 
 /// Creates a user with an email (unconfirmed) and optionally a password hash, with its 'email'
 /// identity; `None` when the email is taken.
-pub fn create_user(email: &str, hash: Option<&str>, user_metadata: &serde_json::Value) -> Option<Uuid> {
+pub fn create_user(
+    email: &str,
+    hash: Option<&str>,
+    user_metadata: &serde_json::Value,
+) -> Option<Uuid> {
     spi::run(|c| {
         let id = c
             .update(
                 "INSERT INTO auth.users (email, encrypted_password, raw_user_meta_data)
                  VALUES ($1, $2, $3) ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
                 None,
-                &[email.into(), hash.into(), JsonB(user_metadata.clone()).into()],
+                &[
+                    email.into(),
+                    hash.into(),
+                    JsonB(user_metadata.clone()).into(),
+                ],
             )?
             .first()
             .get_one::<Uuid>()
@@ -138,7 +146,6 @@ pub fn set_password(user_id: Uuid, new_password: &str) {
         Ok::<_, pgrx::spi::Error>(())
     });
 }
-
 
 struct StoredCredential {
     id: Uuid,

@@ -369,7 +369,12 @@ fn update_user(attributes: JsonB) -> JsonB {
             )?;
             Ok::<_, pgrx::spi::Error>(())
         });
-        audit::record("password_changed", Some(user_id), Some(session_id), json!({}));
+        audit::record(
+            "password_changed",
+            Some(user_id),
+            Some(session_id),
+            json!({}),
+        );
     }
     if let Some(d) = attrs.get("data") {
         if !d.is_object() {

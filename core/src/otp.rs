@@ -35,7 +35,10 @@ fn message(value: &str, context: &str) -> Vec<u8> {
 }
 
 fn mac(value: &str, context: &str, secret: &[u8]) -> hmac::Tag {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), &message(value, context))
+    hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret),
+        &message(value, context),
+    )
 }
 
 /// What is stored of `value` issued for `context`.
@@ -103,7 +106,12 @@ mod tests {
         assert!(matches_hex(&h, "123456", "u/confirmation_token/code", s));
         assert!(!matches_hex(&h, "123457", "u/confirmation_token/code", s));
         assert!(!matches_hex(&h, "123456", "u/recovery_token/code", s));
-        assert!(!matches_hex(&h, "123456", "u/confirmation_token/code", b"other"));
+        assert!(!matches_hex(
+            &h,
+            "123456",
+            "u/confirmation_token/code",
+            b"other"
+        ));
         // Moving bytes between context and value changes the hash.
         let a = hash("6", "u/x/code12345", s);
         let b = hash("123456", "u/x/code", s);
