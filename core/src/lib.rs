@@ -12,10 +12,12 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod keyset;
+pub mod otp;
 pub mod password;
 pub mod random;
 pub mod roles;
 pub mod signing;
+pub mod totp;
 pub mod verify;
 
 pub use alg::Alg;
@@ -24,4 +26,5 @@ pub use error::{AuthError, ErrorCode, Result};
 pub use identity::{Identity, Uid};
 pub use jwk::Jwk;
 pub use keyset::{KeyEntry, KeySet};
+pub use totp::TotpError;
 pub use verify::{verify_jws, verify_jwt, Verified};
