@@ -207,7 +207,7 @@ impl Secret {
         }
         let unpadded = text.trim_end_matches('=');
         // Padding, when present, completes the last 8-character block exactly.
-        if unpadded.len() != text.len() && !text.len().is_multiple_of(8) {
+        if unpadded.len() != text.len() && text.len() != unpadded.len().next_multiple_of(8) {
             return Err(bad());
         }
         let upper = Zeroizing::new(unpadded.to_ascii_uppercase());
@@ -556,6 +556,8 @@ mod tests {
         );
         for bad in [
             "MZXW6YTBOJTG633CMFZGM33PMI=", // padding that does not complete the block
+            "MZXW6YTBOJTG633CMFZGM33PMI==============", // more padding than the block needs
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP========", // padding after a full block
             "MZXW6YTBOJTG633CMFZGM33PMJ",  // non-canonical trailing bits
             "MZXW6YTBOJTG633CMFZGM33PM1",  // not base32
             "MZXW 6YTBOJTG633CMFZGM33PMI", // space
