@@ -9,7 +9,7 @@
 //! * only keyed hashes are stored (auth_core::otp), bound to the user and the token type.
 
 use crate::autonomous::{self, Op, OtpCandidate};
-use crate::errors::{invalid_parameter, raise};
+use crate::errors::{invalid_parameter, raise, OrRaise};
 use crate::spi;
 use crate::{audit, gucs, secrets, sessions};
 use auth_core::{otp, AuthError, ErrorCode};
@@ -51,11 +51,17 @@ impl Purpose {
 
 /// The context a stored hash is bound to: the user, the token type and code vs link, so that
 /// a value issued for one never matches another.
-fn context(user_id: &str, token_type: &str, link: bool) -> String {
-    format!(
-        "{user_id}/{token_type}/{}",
-        if link { "link" } else { "code" }
-    )
+fn context<'a>(user_id: &'a str, token_type: &'a str, link: bool) -> [&'a [u8]; 3] {
+    [
+        user_id.as_bytes(),
+        token_type.as_bytes(),
+        if link { b"link" } else { b"code" },
+    ]
+}
+
+/// The key of the stored hashes (`auth.secrets`, made on first use).
+fn hash_key() -> otp::HashKey {
+    otp::HashKey::new(&secrets::get(SECRET)).or_raise()
 }
 
 struct Account {
@@ -91,13 +97,13 @@ fn account_by_email(email: &str) -> Option<Account> {
 /// token of that type, and queues the message. Returns false (and sends nothing) when the
 /// user was sent one less than `auth.otp_min_interval_seconds` ago.
 fn issue(account: &Account, purpose: Purpose) -> bool {
-    let secret = secrets::get(SECRET);
-    let code = otp::numeric_code(gucs::OTP_LENGTH.get() as u32);
+    let key = hash_key();
+    let code = otp::numeric_code(gucs::OTP_LENGTH.get() as u32).or_raise();
     let link = otp::link_token();
     let id = account.id.to_string();
     let token_type = purpose.token_type();
-    let code_hash = hex(&otp::hash(&code, &context(&id, token_type, false), &secret));
-    let link_hash = hex(&otp::hash(&link, &context(&id, token_type, true), &secret));
+    let code_hash = hex(&otp::hash(&code, &context(&id, token_type, false), &key));
+    let link_hash = hex(&otp::hash(&link, &context(&id, token_type, true), &key));
     let sent = spi::run(|c| {
         // One request per user at a time: the user row's lock orders concurrent requests, so
         // the interval check below sees the one before.
@@ -175,6 +181,12 @@ fn issue(account: &Account, purpose: Purpose) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn check_email(email: &str) {
@@ -280,7 +292,7 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         .next()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
-    let secret = secrets::get(SECRET);
+    let key = hash_key();
     let link = !token.bytes().all(|b| b.is_ascii_digit());
     let matched = candidates.iter().find(|c| {
         let stored = if link {
@@ -289,7 +301,7 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
             Some(c.token_hash.as_str())
         };
         stored.is_some_and(|h| {
-            otp::matches_hex(h, token, &context(&id, &c.token_type, link), &secret)
+            otp::matches(&unhex(h), token, &context(&id, &c.token_type, link), &key)
         })
     });
     let Some(matched) = matched else {

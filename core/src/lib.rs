@@ -17,6 +17,7 @@ pub mod password;
 pub mod random;
 pub mod roles;
 pub mod signing;
+pub mod totp;
 pub mod verify;
 
 pub use alg::Alg;
@@ -25,4 +26,5 @@ pub use error::{AuthError, ErrorCode, Result};
 pub use identity::{Identity, Uid};
 pub use jwk::Jwk;
 pub use keyset::{KeyEntry, KeySet};
+pub use totp::TotpError;
 pub use verify::{verify_jws, verify_jwt, Verified};
