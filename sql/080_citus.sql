@@ -1,8 +1,8 @@
 -- Citus (docs/citus.md): a DBA manages trust once, on the coordinator, and it holds on every
 -- node. auth.distribute_trust() makes the tables the token checks read (keys, account issuers,
 -- users, identities, sessions) Citus reference tables, kept identical on every node by Citus
--- (two-phase commit on every write). signing_keys, refresh_tokens and one_time_tokens follow
--- because of their foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
+-- (two-phase commit on every write). signing_keys, refresh_tokens, one_time_tokens and the MFA
+-- tables follow because of their foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
 -- the coordinator, which is the only node that signs in, refreshes and signs out.
 CREATE FUNCTION auth.distribute_trust() RETURNS text
     LANGUAGE plpgsql
@@ -24,7 +24,8 @@ BEGIN
     SET LOCAL citus.enable_unsafe_triggers = on;
     SET LOCAL citus.enable_local_reference_table_foreign_keys = off;
     FOREACH t IN ARRAY ARRAY['key_store', 'account_issuers', 'users', 'sessions', 'identities',
-                             'refresh_tokens', 'signing_keys', 'one_time_tokens'] LOOP
+                             'refresh_tokens', 'signing_keys', 'one_time_tokens',
+                             'mfa_factors', 'mfa_challenges', 'mfa_amr_claims'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                        WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.format('auth.%I', t)::pg_catalog.regclass) THEN
             PERFORM pg_catalog.create_reference_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);

@@ -52,6 +52,15 @@ pub enum Op {
         token_types: Vec<String>,
         max_attempts: i32,
     },
+    /// Counts one verification attempt of an MFA factor before its code is judged: at most
+    /// `max_failures` per `window_seconds` (a success clears the count in the caller's
+    /// transaction). Answers whether this attempt may be judged.
+    ReserveMfa {
+        factor_id: String,
+        user_id: String,
+        max_failures: i32,
+        window_seconds: i32,
+    },
     /// An audit row that must survive the caller's rollback.
     Audit {
         event: String,
@@ -331,6 +340,56 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 )?;
             }
             Ok(serde_json::to_value(open).expect("serialises"))
+        }
+        Op::ReserveMfa {
+            factor_id,
+            user_id,
+            max_failures,
+            window_seconds,
+        } => {
+            // The row exists before it is locked, so concurrent first attempts queue on it.
+            client.update(
+                "INSERT INTO auth.mfa_failed_verifications (factor_id, user_id, failed_count, window_started_at)
+                 VALUES ($1::pg_catalog.uuid, $2::pg_catalog.uuid, 0, now())
+                 ON CONFLICT (factor_id) DO NOTHING",
+                None,
+                &[factor_id.as_str().into(), user_id.as_str().into()],
+            )?;
+            let t = client.update(
+                "SELECT failed_count, window_started_at OPERATOR(pg_catalog.<=) (now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2))
+                   FROM auth.mfa_failed_verifications WHERE factor_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid FOR UPDATE",
+                Some(1),
+                &[factor_id.as_str().into(), (*window_seconds as f64).into()],
+            )?;
+            let row = t.first();
+            let stale = row.get::<bool>(2)?.unwrap_or(true);
+            let count = if stale {
+                0
+            } else {
+                row.get::<i32>(1)?.unwrap_or(0)
+            };
+            if count >= *max_failures {
+                audit::write(
+                    client,
+                    "mfa_verification_locked",
+                    Some(user_id),
+                    None,
+                    &json!({"factor_id": factor_id}),
+                )?;
+                return Ok(json!(false));
+            }
+            client.update(
+                if stale {
+                    "UPDATE auth.mfa_failed_verifications SET failed_count = $2, window_started_at = now()
+                      WHERE factor_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
+                } else {
+                    "UPDATE auth.mfa_failed_verifications SET failed_count = $2
+                      WHERE factor_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
+                },
+                None,
+                &[factor_id.as_str().into(), (count + 1).into()],
+            )?;
+            Ok(json!(true))
         }
         Op::Audit {
             event,

@@ -45,6 +45,10 @@ pub static OTP_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(6);
 pub static OTP_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static OTP_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static ALLOW_SIGN_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static MFA_MAX_FAILURES: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static MFA_FAILURE_WINDOW_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static MFA_TOTP_ISSUER: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"auth_ext"));
 pub static REVOCATION_CHECKS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HELPERS_AS_INITPLANS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static TRUST_REQUEST_CLAIMS: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -303,6 +307,8 @@ pub fn init() {
             (c"auth.otp_expiry_seconds", c"Lifetime of one-time codes and links, in seconds.", &OTP_EXPIRY_SECONDS, 60, 86_400),
             (c"auth.otp_length", c"Digits of one-time codes.", &OTP_LENGTH, 6, 10),
             (c"auth.otp_max_attempts", c"Attempts judged per one-time code before it is void.", &OTP_MAX_ATTEMPTS, 1, 100),
+            (c"auth.mfa_max_failures", c"Failed verifications per MFA factor per window before its verifications are refused.", &MFA_MAX_FAILURES, 1, 100),
+            (c"auth.mfa_failure_window_seconds", c"Window of auth.mfa_max_failures, in seconds.", &MFA_FAILURE_WINDOW_SECONDS, 30, 86_400),
             (c"auth.otp_min_interval_seconds", c"Least time between two one-time codes sent to one user, in seconds.", &OTP_MIN_INTERVAL_SECONDS, 0, 3600),
         ] {
             GucRegistry::define_int_guc(
@@ -326,6 +332,14 @@ pub fn init() {
             Some(check_claim_path),
             None,
             None,
+        );
+        GucRegistry::define_string_guc(
+            c"auth.mfa_totp_issuer",
+            c"Issuer shown by authenticator apps for TOTP factors (the otpauth:// label).",
+            c"",
+            &MFA_TOTP_ISSUER,
+            GucContext::Suset,
+            GucFlags::default(),
         );
         GucRegistry::define_bool_guc(
             c"auth.allow_sign_up",

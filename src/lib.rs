@@ -38,6 +38,7 @@ mod identity;
 mod invalidation;
 mod jsonb;
 mod keys;
+mod mfa;
 mod one_time;
 mod planner;
 mod privilege;
@@ -97,6 +98,11 @@ extension_sql_file!(
     "../sql/090_one_time_tokens.sql",
     name = "one_time_tokens_sql",
     requires = ["users_sql", "sessions_sql"]
+);
+extension_sql_file!(
+    "../sql/095_mfa.sql",
+    name = "mfa_sql",
+    requires = ["sessions_sql", "rls_sql"]
 );
 extension_sql_file!(
     "../sql/900_privileges.sql",

@@ -92,6 +92,14 @@ sql_function!(auth_email, pg_finfo_auth_email, |fcinfo| {
     or_null(fcinfo, binding::current().and_then(Bound::email_datum))
 });
 
+sql_function!(auth_aal, pg_finfo_auth_aal, |fcinfo| {
+    // The claim as issued: sessions raise it by minting a new token (auth.mfa_verify).
+    let aal = binding::current()
+        .and_then(|b| b.claims.get("aal").and_then(|v| v.as_str()))
+        .and_then(|a| a.into_datum());
+    or_null(fcinfo, aal)
+});
+
 sql_function!(auth_jwt, pg_finfo_auth_jwt, |fcinfo| {
     or_null(fcinfo, binding::current().map(Bound::jwt_datum))
 });

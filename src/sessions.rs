@@ -40,8 +40,31 @@ pub fn user_json(user_id: Uuid) -> Value {
     .unwrap_or(Value::Null)
 }
 
+/// The session's assurance level and its `amr` claim: the methods that authenticated it,
+/// newest first (`auth.mfa_amr_claims`; a session older than that table has none, and gets
+/// `fallback` at `now`).
+fn assurance(session_id: Uuid, fallback: &str, now: i64) -> (String, Value) {
+    let row = Spi::get_two_with_args::<String, JsonB>(
+        "SELECT s.aal::pg_catalog.text,
+                (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                            'method', a.authentication_method,
+                            'timestamp', EXTRACT(EPOCH FROM a.updated_at)::pg_catalog.int8)
+                          ORDER BY a.updated_at DESC, a.authentication_method)
+                   FROM auth.mfa_amr_claims a WHERE a.session_id = s.id)
+           FROM auth.sessions s WHERE s.id = $1",
+        &[session_id.into()],
+    )
+    .or_fail();
+    let aal = row.0.unwrap_or_else(|| "aal1".into());
+    let amr = row
+        .1
+        .map(|j| j.0)
+        .unwrap_or_else(|| json!([{"method": fallback, "timestamp": now}]));
+    (aal, amr)
+}
+
 /// `{access_token, token_type, expires_in, expires_at, refresh_token, user}` for a session.
-fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: &str) -> JsonB {
+pub fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: &str) -> JsonB {
     let user = user_json(user_id);
     let (signer, issuer) = signing_keys::signer(None);
     let now = clock::transaction_now_secs();
@@ -57,8 +80,9 @@ fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, method: 
     claims.insert("app_metadata".into(), user["app_metadata"].clone());
     claims.insert("user_metadata".into(), user["user_metadata"].clone());
     claims.insert("role".into(), json!("authenticated"));
-    claims.insert("aal".into(), json!("aal1"));
-    claims.insert("amr".into(), json!([{"method": method, "timestamp": now}]));
+    let (aal, amr) = assurance(session_id, method, now);
+    claims.insert("aal".into(), json!(aal));
+    claims.insert("amr".into(), amr);
     claims.insert("session_id".into(), json!(session_id.to_string()));
     claims.insert("is_anonymous".into(), json!(false));
     claims.insert(
@@ -99,6 +123,29 @@ fn new_refresh_row(
     Ok(())
 }
 
+/// Records that `method` authenticated the session now (its `amr` claim).
+pub fn record_method(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    session_id: Uuid,
+    method: &str,
+) -> pgrx::spi::Result<()> {
+    c.update(
+        "INSERT INTO auth.mfa_amr_claims (session_id, authentication_method) VALUES ($1, $2)
+         ON CONFLICT (session_id, authentication_method) DO UPDATE SET updated_at = now()",
+        None,
+        &[session_id.into(), method.into()],
+    )?;
+    Ok(())
+}
+
+/// A new token response for a live session whose assurance changed (auth.mfa_verify): a
+/// new refresh token for the session, and an access token with its current aal and amr.
+pub fn reissue(user_id: Uuid, session_id: Uuid) -> JsonB {
+    let token = signing::new_refresh_token();
+    spi::run(|c| new_refresh_row(c, session_id, &token, None));
+    token_response(user_id, session_id, &token, "password")
+}
+
 /// Starts a session for a user who just signed in; returns the token response.
 pub fn start_session(user_id: Uuid, method: &str) -> JsonB {
     let token = signing::new_refresh_token();
@@ -113,6 +160,7 @@ pub fn start_session(user_id: Uuid, method: &str) -> JsonB {
             .get_one::<Uuid>()?
             .expect("RETURNING id");
         new_refresh_row(c, sid, &token, None)?;
+        record_method(c, sid, method)?;
         Ok::<_, pgrx::spi::Error>(sid)
     });
     audit::record(
