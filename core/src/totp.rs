@@ -174,9 +174,17 @@ impl Default for Params {
     }
 }
 
-/// A factor's shared secret. Zeroed on drop; `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
+/// A factor's shared secret. Zeroed on drop; `Debug` does not show it; `==` is constant-time.
+#[derive(Clone)]
 pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        constant_time::verify_slices_are_equal(&self.0, &other.0).is_ok()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// A new 160-bit secret from [`crate::random`].
