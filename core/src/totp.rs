@@ -275,8 +275,8 @@ pub fn code_at(secret: &Secret, params: &Params, time_step: u64) -> String {
 /// Returns the accepted step, which the caller must store (compare-and-set) as the factor's
 /// new last accepted step.
 ///
-/// Every step of the window is computed and compared in constant time, whatever matched, so
-/// the timing says nothing about which step or how many digits matched. Any input is
+/// Every step of the window is computed and compared in constant time, none skipped
+/// whatever matched, so the timing does not tell how many digits matched. Any input is
 /// answered without panicking; a code that is not exactly `digits` ASCII digits is
 /// `Malformed` before any HMAC.
 pub fn verify(
