@@ -174,9 +174,17 @@ impl Default for Params {
     }
 }
 
-/// A factor's shared secret. Zeroed on drop; `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq)]
+/// A factor's shared secret. Zeroed on drop; `Debug` does not show it; `==` is constant-time.
+#[derive(Clone)]
 pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        constant_time::verify_slices_are_equal(&self.0, &other.0).is_ok()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// A new 160-bit secret from [`crate::random`].
@@ -267,8 +275,8 @@ pub fn code_at(secret: &Secret, params: &Params, time_step: u64) -> String {
 /// Returns the accepted step, which the caller must store (compare-and-set) as the factor's
 /// new last accepted step.
 ///
-/// Every step of the window is computed and compared in constant time, whatever matched, so
-/// the timing says nothing about which step or how many digits matched. Any input is
+/// Every step of the window is computed and compared in constant time, none skipped
+/// whatever matched, so the timing does not tell how many digits matched. Any input is
 /// answered without panicking; a code that is not exactly `digits` ASCII digits is
 /// `Malformed` before any HMAC.
 pub fn verify(
