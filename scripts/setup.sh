@@ -46,14 +46,14 @@ if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_home/config.toml"; then
 fi
 
 # 4. Python packages for the independent signer / end-to-end clients.
-if ! python3 -c 'import jwt, cryptography, psycopg, argon2, bcrypt, pytest, aiosmtpd' 2>/dev/null; then
-  log "pip install PyJWT cryptography psycopg argon2-cffi bcrypt pytest aiosmtpd"
+if ! python3 -c 'import jwt, cryptography, psycopg, argon2, bcrypt, pytest, aiosmtpd, pyotp' 2>/dev/null; then
+  log "pip install PyJWT cryptography psycopg argon2-cffi bcrypt pytest aiosmtpd pyotp"
   python3 -m pip --version >/dev/null 2>&1 || {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
   }
   pip_args=(-q --disable-pip-version-check --root-user-action=ignore
-            'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4' 'pytest>=7' 'aiosmtpd>=1.4')
+            'PyJWT[crypto]>=2.8' 'cryptography>=42' 'psycopg[binary]>=3.1' 'argon2-cffi>=23' 'bcrypt>=4' 'pytest>=7' 'aiosmtpd>=1.4' 'pyotp>=2.9')
   # Debian 12's system Python refuses pip without this flag (PEP 668); a pyenv one does not.
   python3 -m pip install "${pip_args[@]}" 2>/dev/null ||
     python3 -m pip install --break-system-packages "${pip_args[@]}"

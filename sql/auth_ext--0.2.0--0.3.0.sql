@@ -6,7 +6,9 @@
 --    trust tables reference tables; auth.revoke_session avoids now() inside COALESCE, which
 --    Citus refuses in writes to a reference table;
 --  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox, and
---    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user.
+--    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
+--  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
+--    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal().
 
 -- Citus: the bind that reaches the workers.
 CREATE FUNCTION auth."bind"(
@@ -42,8 +44,8 @@ END $$;
 -- Citus (docs/citus.md): a DBA manages trust once, on the coordinator, and it holds on every
 -- node. auth.distribute_trust() makes the tables the token checks read (keys, account issuers,
 -- users, identities, sessions) Citus reference tables, kept identical on every node by Citus
--- (two-phase commit on every write). signing_keys, refresh_tokens and one_time_tokens follow
--- because of their foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
+-- (two-phase commit on every write). signing_keys, refresh_tokens, one_time_tokens and the MFA
+-- tables follow because of their foreign keys into that group. The rest (lockout, audit, secrets, role-sync sources) stays on
 -- the coordinator, which is the only node that signs in, refreshes and signs out.
 CREATE FUNCTION auth.distribute_trust() RETURNS text
     LANGUAGE plpgsql
@@ -65,7 +67,8 @@ BEGIN
     SET LOCAL citus.enable_unsafe_triggers = on;
     SET LOCAL citus.enable_local_reference_table_foreign_keys = off;
     FOREACH t IN ARRAY ARRAY['key_store', 'account_issuers', 'users', 'sessions', 'identities',
-                             'refresh_tokens', 'signing_keys', 'one_time_tokens'] LOOP
+                             'refresh_tokens', 'signing_keys', 'one_time_tokens',
+                             'mfa_factors', 'mfa_challenges', 'mfa_amr_claims'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                        WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.format('auth.%I', t)::pg_catalog.regclass) THEN
             PERFORM pg_catalog.create_reference_table(pg_catalog.format('auth.%I', t)::pg_catalog.regclass);
@@ -176,3 +179,119 @@ CREATE FUNCTION auth.verify_otp(email text, token text, "type" text) RETURNS jso
     STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
     SET search_path TO pg_catalog, pg_temp
     LANGUAGE c AS 'MODULE_PATHNAME', 'verify_otp_wrapper';
+
+-- Multi-factor authentication (docs/mfa.md).
+CREATE FUNCTION auth."mfa_enroll"(
+	"factor_type" TEXT DEFAULT 'totp',
+	"friendly_name" TEXT DEFAULT NULL
+) RETURNS jsonb
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'mfa_enroll_wrapper';
+
+CREATE FUNCTION auth."mfa_challenge"(
+	"factor_id" uuid
+) RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'mfa_challenge_wrapper';
+
+CREATE FUNCTION auth."mfa_verify"(
+	"factor_id" uuid,
+	"challenge_id" uuid,
+	"code" TEXT
+) RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'mfa_verify_wrapper';
+
+CREATE FUNCTION auth."mfa_unenroll"(
+	"factor_id" uuid
+) RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'mfa_unenroll_wrapper';
+
+CREATE FUNCTION auth."mfa_list_factors"() RETURNS jsonb
+STRICT STABLE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'mfa_list_factors_wrapper';
+
+-- Multi-factor authentication (docs/mfa.md): TOTP factors, challenges, and the assurance level
+-- (aal) and methods (amr) of each session, in GoTrue's tables and types so that Supabase
+-- clients read the same claims. Beyond GoTrue: a code is accepted at most once per factor
+-- (last_accepted_step, compare-and-set) and failed verifications per factor are counted by the
+-- bookkeeping worker before a code is judged (auth.mfa_failed_verifications).
+CREATE TYPE auth.factor_type AS ENUM ('totp', 'webauthn', 'phone');
+CREATE TYPE auth.factor_status AS ENUM ('unverified', 'verified');
+CREATE TYPE auth.aal_level AS ENUM ('aal1', 'aal2', 'aal3');
+
+CREATE TABLE auth.mfa_factors (
+    id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id             uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    friendly_name       text,
+    factor_type         auth.factor_type NOT NULL,
+    status              auth.factor_status NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- The TOTP secret (base32). Owner only: returned once, to the enrolling user.
+    secret              text,
+    phone               text,
+    last_challenged_at  timestamptz,
+    last_accepted_step  bigint
+);
+COMMENT ON TABLE auth.mfa_factors IS 'MFA factors (auth_ext, GoTrue''s shape). Owner only: holds TOTP secrets.';
+CREATE UNIQUE INDEX mfa_factors_user_friendly_name_unique ON auth.mfa_factors (friendly_name, user_id)
+    WHERE pg_catalog.btrim(friendly_name) OPERATOR(pg_catalog.<>) '';
+CREATE INDEX mfa_factors_user_id_idx ON auth.mfa_factors (user_id);
+
+CREATE TABLE auth.mfa_challenges (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    factor_id   uuid NOT NULL REFERENCES auth.mfa_factors (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    verified_at timestamptz,
+    ip_address  inet
+);
+CREATE INDEX mfa_challenges_factor_id_idx ON auth.mfa_challenges (factor_id);
+
+-- Failed verifications per factor in the current window, written only by the bookkeeping
+-- worker (before a code is judged, so no rollback undoes it). No foreign key: the worker must
+-- not wait on the caller's locks of a factor it is verifying.
+CREATE TABLE auth.mfa_failed_verifications (
+    factor_id         uuid PRIMARY KEY,
+    user_id           uuid NOT NULL,
+    failed_count      integer NOT NULL,
+    window_started_at timestamptz NOT NULL
+);
+
+-- How each session was authenticated: the `amr` claim of its tokens, newest first.
+CREATE TABLE auth.mfa_amr_claims (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    session_id            uuid NOT NULL REFERENCES auth.sessions (id) ON DELETE CASCADE,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    authentication_method text NOT NULL,
+    UNIQUE (session_id, authentication_method)
+);
+
+-- The session's assurance level (the `aal` claim of its tokens) and the factor that raised it.
+ALTER TABLE auth.sessions ADD COLUMN aal auth.aal_level NOT NULL DEFAULT 'aal1';
+ALTER TABLE auth.sessions ADD COLUMN factor_id uuid;
+
+REVOKE ALL ON auth.mfa_factors, auth.mfa_challenges, auth.mfa_amr_claims, auth.mfa_failed_verifications FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('auth.mfa_factors', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.mfa_challenges', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.mfa_amr_claims', '');
+SELECT pg_catalog.pg_extension_config_dump('auth.mfa_failed_verifications', '');
+
+-- auth.aal(): the assurance level of the bound token, planned once per query like the other
+-- helpers, so that a restrictive policy USING (auth.aal() = 'aal2') costs nothing per row.
+CREATE FUNCTION auth.aal() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE SUPPORT auth._helper_support
+    AS 'MODULE_PATHNAME', 'auth_aal';
+COMMENT ON FUNCTION auth.aal() IS 'aal claim of the verified token (aal1, aal2); NULL when anonymous';
