@@ -8,7 +8,8 @@
 --  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox, and
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
---    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal().
+--    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
+--  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously().
 
 -- Citus: the bind that reaches the workers.
 CREATE FUNCTION auth."bind"(
@@ -295,3 +296,15 @@ CREATE FUNCTION auth.aal() RETURNS text
     LANGUAGE c STABLE PARALLEL SAFE SUPPORT auth._helper_support
     AS 'MODULE_PATHNAME', 'auth_aal';
 COMMENT ON FUNCTION auth.aal() IS 'aal claim of the verified token (aal1, aal2); NULL when anonymous';
+
+-- Anonymous sign-in.
+-- Anonymous sign-in (docs/passwordless.md, "Anonymous users"): a user without email or
+-- password, role authenticated, is_anonymous in the user and the token. auth.update_user
+-- turns such a user into an email account, keeping its id and so its rows.
+ALTER TABLE auth.users ADD COLUMN is_anonymous boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION auth."sign_in_anonymously"() RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sign_in_anonymously_wrapper';

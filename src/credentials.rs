@@ -309,6 +309,79 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     crate::sessions::start_session(account.id, "password")
 }
 
+/// Signs in a new anonymous user (no email, no password; `is_anonymous` in the user and the
+/// token, role `authenticated`) and returns its token response. Off unless
+/// `auth.allow_anonymous_sign_ins`. `auth.update_user` later gives it an email and password,
+/// keeping its id.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn sign_in_anonymously() -> JsonB {
+    crate::errors::require_writable("auth.sign_in_anonymously");
+    if !gucs::ALLOW_ANONYMOUS_SIGN_INS.get() {
+        raise(AuthError::new(
+            ErrorCode::NotConfigured,
+            "anonymous sign-ins are disabled (auth.allow_anonymous_sign_ins)",
+        ));
+    }
+    crate::signing_keys::require_signing_key();
+    let id = spi::run(|c| {
+        c.update(
+            "INSERT INTO auth.users (is_anonymous, last_sign_in_at) VALUES (true, now()) RETURNING id",
+            None,
+            &[],
+        )?
+        .first()
+        .get_one::<Uuid>()
+    })
+    .expect("RETURNING id");
+    crate::sessions::start_session(id, "anonymous")
+}
+
+/// Gives an anonymous user an email (unconfirmed: a confirmation is sent) and optionally a
+/// password; it keeps its id. INVALID_PARAMETER when the email has an account.
+pub fn convert_anonymous(user_id: Uuid, email: &str, password: Option<&str>) {
+    check_email(email);
+    let hash = password.map(|p| {
+        check_new_password(p);
+        password::hash(p.as_bytes(), gucs::argon2_params()).or_raise()
+    });
+    let converted = spi::run(|c| {
+        let taken = c
+            .select(
+                "SELECT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = lower($1))",
+                None,
+                &[email.into()],
+            )?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(true);
+        if taken {
+            return Ok(false);
+        }
+        let t = c.update(
+            "UPDATE auth.users SET email = $2, encrypted_password = $3, is_anonymous = false, updated_at = now()
+              WHERE id = $1 AND is_anonymous RETURNING id",
+            None,
+            &[user_id.into(), email.into(), hash.clone().into()],
+        )?;
+        if t.is_empty() {
+            return Ok(false);
+        }
+        c.update(
+            "INSERT INTO auth.identities (user_id, provider, provider_id, identity_data)
+             VALUES ($1, 'email', $1::pg_catalog.text, jsonb_build_object('sub', $1::pg_catalog.text, 'email', $2::pg_catalog.text))",
+            None,
+            &[user_id.into(), email.into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    if !converted {
+        invalid_parameter(
+            "this email cannot be used: it has an account, or the user is not anonymous",
+        );
+    }
+}
+
 /// The user row of the bound token's identity. Identity is (issuer, subject):
 /// * a token this database issued: its user, if it exists; nothing is created;
 /// * an issuer declared in `auth.account_issuers` (or trusted PostgREST claims): the user whose

@@ -45,6 +45,7 @@ pub static OTP_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(6);
 pub static OTP_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static OTP_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static ALLOW_SIGN_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static ALLOW_ANONYMOUS_SIGN_INS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MFA_MAX_FAILURES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static MFA_FAILURE_WINDOW_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static MFA_TOTP_ISSUER: GucSetting<Option<CString>> =
@@ -338,6 +339,14 @@ pub fn init() {
             c"Issuer shown by authenticator apps for TOTP factors (the otpauth:// label).",
             c"",
             &MFA_TOTP_ISSUER,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
+        GucRegistry::define_bool_guc(
+            c"auth.allow_anonymous_sign_ins",
+            c"auth.sign_in_anonymously creates users without email or password.",
+            c"Off by default: each call creates a user and a session.",
+            &ALLOW_ANONYMOUS_SIGN_INS,
             GucContext::Suset,
             GucFlags::default(),
         );

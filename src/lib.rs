@@ -105,6 +105,11 @@ extension_sql_file!(
     requires = ["sessions_sql", "rls_sql"]
 );
 extension_sql_file!(
+    "../sql/097_anonymous.sql",
+    name = "anonymous_sql",
+    requires = ["users_sql"]
+);
+extension_sql_file!(
     "../sql/900_privileges.sql",
     name = "privileges_sql",
     finalize

@@ -360,13 +360,34 @@ fn update_user(attributes: JsonB) -> JsonB {
         invalid_parameter("attributes must be a JSON object");
     };
     for k in attrs.keys() {
-        if !matches!(k.as_str(), "password" | "data") {
+        if !matches!(k.as_str(), "password" | "data" | "email") {
             invalid_parameter(format!(
-                "attribute {k:?} cannot be changed here (password, data)"
+                "attribute {k:?} cannot be changed here (email, password, data)"
             ));
         }
     }
     let (user_id, session_id) = sessions::bound_session();
+    if let Some(e) = attrs.get("email") {
+        // An anonymous user becomes an email account, keeping its id (and so its rows).
+        let Some(e) = e.as_str() else {
+            invalid_parameter("email must be a string");
+        };
+        let password = attrs.get("password").map(|p| {
+            p.as_str()
+                .unwrap_or_else(|| invalid_parameter("password must be a string"))
+        });
+        crate::credentials::convert_anonymous(user_id, e, password);
+        if let Some(a) = account_by_email(e) {
+            issue(&a, Purpose::Signup);
+        }
+        audit::record(
+            "anonymous_converted",
+            Some(user_id),
+            Some(session_id),
+            json!({}),
+        );
+        return JsonB(sessions::user_json(user_id));
+    }
     if let Some(p) = attrs.get("password") {
         let Some(p) = p.as_str() else {
             invalid_parameter("password must be a string");

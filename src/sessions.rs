@@ -29,8 +29,11 @@ pub fn user_json(user_id: Uuid) -> Value {
     Spi::get_one_with_args::<JsonB>(
         "SELECT jsonb_build_object('id', id, 'email', email, 'phone', phone,
                 'email_confirmed_at', email_confirmed_at, 'last_sign_in_at', last_sign_in_at,
-                'created_at', created_at, 'updated_at', updated_at,
-                'app_metadata', '{\"provider\": \"email\", \"providers\": [\"email\"]}'::pg_catalog.jsonb || raw_app_meta_data,
+                'created_at', created_at, 'updated_at', updated_at, 'is_anonymous', is_anonymous,
+                'app_metadata', (CASE WHEN is_anonymous
+                                      THEN '{\"provider\": \"anonymous\", \"providers\": [\"anonymous\"]}'
+                                      ELSE '{\"provider\": \"email\", \"providers\": [\"email\"]}' END)::pg_catalog.jsonb
+                                 || raw_app_meta_data,
                 'user_metadata', raw_user_meta_data)
            FROM auth.users WHERE id = $1",
         &[user_id.into()],
@@ -84,7 +87,10 @@ pub fn token_response(user_id: Uuid, session_id: Uuid, refresh_token: &str, meth
     claims.insert("aal".into(), json!(aal));
     claims.insert("amr".into(), amr);
     claims.insert("session_id".into(), json!(session_id.to_string()));
-    claims.insert("is_anonymous".into(), json!(false));
+    claims.insert(
+        "is_anonymous".into(),
+        json!(user["is_anonymous"].as_bool().unwrap_or(false)),
+    );
     claims.insert(
         "jti".into(),
         json!(

@@ -3,6 +3,7 @@ auth.outbox through the reference sender (scripts/outbox_sender.py) to a real SM
 (aiosmtpd) and back into auth.verify_otp; recovery; no enumeration; guessing, concurrency,
 rate, rollback and privileges."""
 import email
+import json
 import re
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 import urllib.parse
 import uuid
 
+import jwt
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
@@ -256,3 +258,50 @@ def test_codes_and_hashes_are_private(cluster, mail):
         codes = {c for (c,) in admin.execute("SELECT code FROM auth.outbox")}
         assert all(len(h) == 64 and len(l) == 64 for h, l in hashes)
         assert not any(h in codes for h, _ in hashes)
+
+
+def test_anonymous_users_sign_in_and_become_email_accounts_keeping_their_rows(cluster, mail):
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("""
+            CREATE TABLE IF NOT EXISTS carts (owner uuid NOT NULL DEFAULT auth.uid(), item text NOT NULL);
+            ALTER TABLE carts ENABLE ROW LEVEL SECURITY;
+            DROP POLICY IF EXISTS own ON carts;
+            CREATE POLICY own ON carts USING (owner = auth.uid()) WITH CHECK (owner = auth.uid());
+            GRANT SELECT, INSERT ON carts TO app_user;
+        """)
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        # Off by default: each call would create a user.
+        assert sqlerror(conn, "SELECT auth.sign_in_anonymously()") == "55000 NOT_CONFIGURED"
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("ALTER ROLE app_user SET auth.allow_anonymous_sign_ins = on")
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        anon = conn.execute("SELECT auth.sign_in_anonymously()").fetchone()[0]
+        claims = jwt.decode(anon["access_token"], options={"verify_signature": False})
+        assert claims["is_anonymous"] is True and claims["role"] == "authenticated"
+        assert [m["method"] for m in claims["amr"]] == ["anonymous"]
+        assert anon["user"]["is_anonymous"] is True and anon["user"]["email"] is None
+        uid = anon["user"]["id"]
+        with conn.transaction():
+            conn.execute("SELECT auth.bind(%s)", (anon["access_token"],))
+            conn.execute("INSERT INTO carts (item) VALUES ('book'), ('pen')")
+        # Becoming an email account keeps the id; a confirmation is sent.
+        with conn.transaction():
+            conn.execute("SELECT auth.bind(%s)", (anon["access_token"],))
+            u = conn.execute("SELECT auth.update_user(%s)",
+                             (json.dumps({"email": addr, "password": "converted pw 1"}),)).fetchone()[0]
+        assert u["id"] == uid and u["email"] == addr and u["is_anonymous"] is False
+        [msg] = mail()
+        assert msg["To"] == addr and msg["X-Auth-Kind"] == "signup"
+        t = conn.execute("SELECT auth.sign_in(%s, 'converted pw 1')", (addr,)).fetchone()[0]
+        assert jwt.decode(t["access_token"], options={"verify_signature": False})["is_anonymous"] is False
+        with conn.transaction():
+            conn.execute("SELECT auth.bind(%s)", (t["access_token"],))
+            assert conn.execute("SELECT auth.uid()::text, count(*) FROM carts GROUP BY 1").fetchall() == [(uid, 2)]
+        # A taken email cannot be used, and a non-anonymous user cannot use this path.
+        other = conn.execute("SELECT auth.sign_in_anonymously()").fetchone()[0]
+        with conn.transaction():
+            conn.execute("SELECT auth.bind(%s)", (other["access_token"],))
+            assert sqlerror(conn, "SELECT auth.update_user(%s)", (json.dumps({"email": addr}),)) == "22023 INVALID_PARAMETER"
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("ALTER ROLE app_user RESET auth.allow_anonymous_sign_ins")
