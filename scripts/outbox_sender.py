@@ -24,6 +24,7 @@ from email.message import EmailMessage
 import psycopg
 
 SUBJECTS = {
+    "already_registered": "Someone tried to sign up with your email",
     "signup": "Confirm your email",
     "magiclink": "Your sign-in code",
     "recovery": "Reset your password",
@@ -45,8 +46,13 @@ def message(args, kind, recipient, code, link_token):
     m["To"] = recipient
     m["Subject"] = SUBJECTS.get(kind, "Your code")
     m["X-Auth-Kind"] = kind
-    m.set_content(f"Your code: {code}\n\nOr open this link: {link}\n\n"
-                  "If you did not ask for this, ignore this message.\n")
+    if code is None:
+        # already_registered: no code; say what happened and what the owner can do.
+        m.set_content("Someone tried to create an account with this email, which already has one.\n"
+                      "If it was you, sign in, or reset your password. Otherwise ignore this message.\n")
+    else:
+        m.set_content(f"Your code: {code}\n\nOr open this link: {link}\n\n"
+                      "If you did not ask for this, ignore this message.\n")
     return m
 
 

@@ -9,7 +9,9 @@
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
---  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously().
+--  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously();
+--  * email confirmation (auth.require_email_confirmation, on by default): accounts made before
+--    it existed could sign in, and still can: their email counts as confirmed when created.
 
 -- Citus: the bind that reaches the workers.
 CREATE FUNCTION auth."bind"(
@@ -308,3 +310,7 @@ STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'sign_in_anonymously_wrapper';
+
+-- Email confirmation is new and on by default: existing email accounts keep signing in.
+UPDATE auth.users SET email_confirmed_at = created_at
+ WHERE email_confirmed_at IS NULL AND email IS NOT NULL;

@@ -85,6 +85,12 @@ fn check_new_password(password: &str) {
 }
 
 /// Creates a user with an email and password; returns the user's id.
+///
+/// With `auth.require_email_confirmation` (the default) the user must confirm the email before
+/// signing in: a confirmation goes to the outbox. A taken email then looks exactly like a new
+/// sign-up to the caller (a fresh id that names no user; the same work is done), and the
+/// outbox tells the address's owner instead: nobody learns which emails have accounts.
+/// Without it, a taken email is INVALID_PARAMETER.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) -> Uuid {
@@ -95,8 +101,21 @@ fn sign_up(email: &str, password: &str, user_metadata: default!(JsonB, "'{}'")) 
         invalid_parameter("user_metadata must be a JSON object");
     }
     let hash = password::hash(password.as_bytes(), gucs::argon2_params()).or_raise();
-    create_user(email, Some(&hash), &user_metadata.0)
-        .unwrap_or_else(|| invalid_parameter("a user with this email already exists"))
+    let created = create_user(email, Some(&hash), &user_metadata.0);
+    if !gucs::REQUIRE_EMAIL_CONFIRMATION.get() {
+        return created
+            .unwrap_or_else(|| invalid_parameter("a user with this email already exists"));
+    }
+    match created {
+        Some(id) => {
+            crate::one_time::send_confirmation(email);
+            id
+        }
+        None => {
+            crate::one_time::notify_already_registered(email);
+            Uuid::from_bytes(auth_core::random::bytes(16).try_into().expect("16 bytes"))
+        }
+    }
 }
 
 /// Creates a user with an email (unconfirmed) and optionally a password hash, with its 'email'
@@ -151,6 +170,7 @@ struct StoredCredential {
     id: Uuid,
     hash: Option<String>,
     usable: bool,
+    confirmed: bool,
 }
 
 fn invalid_credentials() -> ! {
@@ -211,7 +231,8 @@ fn sign_in(email: &str, password: &str) -> JsonB {
     let account = spi::run(|c| {
         let t = c.select(
             "SELECT id, encrypted_password,
-                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
+                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now()),
+                    email_confirmed_at IS NOT NULL
                FROM auth.users WHERE lower(email) = lower($1)",
             Some(1),
             &[email.into()],
@@ -224,6 +245,7 @@ fn sign_in(email: &str, password: &str) -> JsonB {
             id: row.get::<Uuid>(1)?.expect("id is not null"),
             hash: row.get::<String>(2)?,
             usable: row.get::<bool>(3)?.unwrap_or(false),
+            confirmed: row.get::<bool>(4)?.unwrap_or(false),
         }))
     });
 
@@ -282,6 +304,14 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         }],
         "a successful sign-in stays counted as a failure",
     );
+    // Only after the right password: an unconfirmed email says so (GoTrue's
+    // email_not_confirmed); nobody without the password learns it.
+    if gucs::REQUIRE_EMAIL_CONFIRMATION.get() && !account.confirmed {
+        raise(AuthError::new(
+            ErrorCode::EmailNotConfirmed,
+            "confirm the email first (the code or link sent at sign-up; auth.resend(email, 'signup') sends it again)",
+        ));
+    }
     let stored = stored.expect("verified against a stored hash");
     spi::run(|c| {
         if password::needs_rehash_with_limits(&stored, params, &gucs::verify_limits())

@@ -46,6 +46,7 @@ pub static OTP_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static OTP_MIN_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static ALLOW_SIGN_UP: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static ALLOW_ANONYMOUS_SIGN_INS: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static REQUIRE_EMAIL_CONFIRMATION: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MFA_MAX_FAILURES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static MFA_FAILURE_WINDOW_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static MFA_TOTP_ISSUER: GucSetting<Option<CString>> =
@@ -339,6 +340,14 @@ pub fn init() {
             c"Issuer shown by authenticator apps for TOTP factors (the otpauth:// label).",
             c"",
             &MFA_TOTP_ISSUER,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
+        GucRegistry::define_bool_guc(
+            c"auth.require_email_confirmation",
+            c"auth.sign_in refuses users whose email is not confirmed (EMAIL_NOT_CONFIRMED); auth.sign_up sends a confirmation and answers a taken email like a new one.",
+            c"",
+            &REQUIRE_EMAIL_CONFIRMATION,
             GucContext::Suset,
             GucFlags::default(),
         );

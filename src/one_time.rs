@@ -220,6 +220,63 @@ fn sign_in_with_otp(email: &str, create_user: default!(bool, true)) {
     }
 }
 
+/// Sends the sign-up confirmation to a just-created account (auth.sign_up).
+pub fn send_confirmation(email: &str) {
+    if let Some(a) = account_by_email(email).filter(|a| a.usable && !a.confirmed) {
+        issue(&a, Purpose::Signup);
+    }
+}
+
+/// Tells the owner of `email` that someone tried to sign up with it (auth.sign_up of a taken
+/// email, which answers the caller like a new sign-up): an outbox row of kind
+/// `already_registered`, with no code, at most one per `auth.otp_min_interval_seconds`.
+pub fn notify_already_registered(email: &str) {
+    let Some(a) = account_by_email(email).filter(|a| a.usable) else {
+        return;
+    };
+    let sent = spi::run(|c| {
+        c.update(
+            "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
+            None,
+            &[a.id.into()],
+        )?;
+        let recent = c
+            .update(
+                "SELECT EXISTS (SELECT 1 FROM auth.audit_log
+                                 WHERE user_id = $1 AND event = 'sign_up_existing_email'
+                                   AND created_at > now() - make_interval(secs => $2))",
+                None,
+                &[
+                    a.id.into(),
+                    (gucs::OTP_MIN_INTERVAL_SECONDS.get() as f64).into(),
+                ],
+            )?
+            .first()
+            .get_one::<bool>()?
+            .unwrap_or(true);
+        if recent {
+            return Ok(false);
+        }
+        c.update(
+            "WITH m AS (
+                INSERT INTO auth.outbox (kind, recipient, user_id, expires_at)
+                VALUES ('already_registered', $1, $2, now() + make_interval(secs => $3))
+                RETURNING id)
+             SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
+            None,
+            &[
+                a.email.as_str().into(),
+                a.id.into(),
+                (gucs::OTP_EXPIRY_SECONDS.get() as f64).into(),
+            ],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    if sent {
+        audit::record("sign_up_existing_email", Some(a.id), None, json!({}));
+    }
+}
+
 /// Sends a password-recovery code and link to `email` if it has a usable account. Answers
 /// nothing, the same for every email.
 #[pg_extern(volatile, security_definer, parallel_unsafe)]

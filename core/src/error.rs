@@ -22,6 +22,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The database lacks what the call needs (e.g. an active signing key).
     NotConfigured,
+    /// The right password for an account whose email is not confirmed yet
+    /// (`auth.require_email_confirmation`).
+    EmailNotConfirmed,
     /// A one-time code or link that is wrong, used, expired or voided (or an unknown email).
     InvalidOtp,
     /// On Citus, a worker evaluating a policy received no identity from the coordinator
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorCode::NotConfigured => "NOT_CONFIGURED",
             ErrorCode::InvalidOtp => "INVALID_OTP",
+            ErrorCode::EmailNotConfirmed => "EMAIL_NOT_CONFIRMED",
             ErrorCode::NotPropagated => "IDENTITY_NOT_PROPAGATED",
         }
     }
@@ -69,6 +73,7 @@ impl ErrorCode {
             }
             ErrorCode::NotConfigured => "the database is not set up for this",
             ErrorCode::InvalidOtp => "the code or link is invalid or has expired",
+            ErrorCode::EmailNotConfirmed => "the email is not confirmed yet",
             ErrorCode::NotPropagated => "the identity did not reach this Citus node",
         }
     }

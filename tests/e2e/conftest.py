@@ -74,6 +74,9 @@ def cluster():
             conn.execute("CREATE DATABASE e2e")
         with c.connect(autocommit=True) as conn:
             conn.execute("CREATE EXTENSION auth_ext")
+            # Most tests sign users in right after sign-up; the confirmation flow has its own
+            # tests (test_passwordless.py), which turn it on for their role.
+            conn.execute("ALTER DATABASE e2e SET auth.require_email_confirmation = off")
             # Sign-in issues tokens, and never makes its own signing key.
             conn.execute("SELECT auth.generate_signing_key()")
             conn.execute("CREATE ROLE app_user LOGIN")

@@ -305,3 +305,54 @@ def test_anonymous_users_sign_in_and_become_email_accounts_keeping_their_rows(cl
             assert sqlerror(conn, "SELECT auth.update_user(%s)", (json.dumps({"email": addr}),)) == "22023 INVALID_PARAMETER"
     with cluster.connect(autocommit=True) as admin:
         admin.execute("ALTER ROLE app_user RESET auth.allow_anonymous_sign_ins")
+
+
+@pytest.fixture()
+def confirmation_on(cluster):
+    """The default (auth.require_email_confirmation = on) for app_user; the e2e database turns
+    it off for the other tests."""
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("ALTER ROLE app_user SET auth.require_email_confirmation = on")
+    yield
+    with cluster.connect(autocommit=True) as admin:
+        admin.execute("ALTER ROLE app_user RESET auth.require_email_confirmation")
+
+
+def test_sign_in_waits_for_the_emailed_confirmation(cluster, mail, confirmation_on):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        uid = str(conn.execute("SELECT auth.sign_up(%s, 'confirm me 123')", (addr,)).fetchone()[0])
+        [msg] = mail()
+        assert msg["To"] == addr and msg["X-Auth-Kind"] == "signup"
+        # Only the right password learns that the email is unconfirmed.
+        assert sqlerror(conn, "SELECT auth.sign_in(%s, 'confirm me 123')", (addr,)) == "28000 EMAIL_NOT_CONFIRMED"
+        assert sqlerror(conn, "SELECT auth.sign_in(%s, 'wrong password')", (addr,)) == "28P01 INVALID_CREDENTIALS"
+        code, _, _ = code_of(msg)
+        r = conn.execute("SELECT auth.verify_otp(%s, %s, 'signup')", (addr, code)).fetchone()[0]
+        assert r["user"]["id"] == uid and r["user"]["email_confirmed_at"]
+        assert conn.execute("SELECT auth.sign_in(%s, 'confirm me 123')", (addr,)).fetchone()[0]["user"]["id"] == uid
+
+
+def test_signing_up_a_taken_email_looks_like_a_new_sign_up(cluster, mail, confirmation_on):
+    addr = fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        first = conn.execute("SELECT auth.sign_up(%s, 'first password 1')", (addr,)).fetchone()[0]
+        mail()
+        t0 = time.monotonic()
+        again = conn.execute("SELECT auth.sign_up(%s, 'second password 2')", (addr.upper(),)).fetchone()[0]
+        taken_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        conn.execute("SELECT auth.sign_up(%s, 'third password 3')", (fresh_email(),)).fetchone()[0]
+        new_s = time.monotonic() - t0
+        # The same kind of answer (an id, no error); the id names no user.
+        assert again != first
+        with cluster.connect(autocommit=True) as admin:
+            assert admin.execute("SELECT count(*) FROM auth.users WHERE id = %s", (again,)).fetchone()[0] == 0
+            assert admin.execute("SELECT count(*) FROM auth.users WHERE lower(email) = lower(%s)", (addr,)).fetchone()[0] == 1
+        # Both paths hash the password: no timing gap of a hash (argon2 here costs ≥ 1 ms).
+        assert taken_s < new_s * 3 + 0.05, (taken_s, new_s)
+        # The owner is told; the original password still works after confirmation.
+        got = mail()
+        kinds = sorted((m["To"].lower() == addr, m["X-Auth-Kind"]) for m in got)
+        assert (True, "already_registered") in kinds
+        assert sqlerror(conn, "SELECT auth.sign_in(%s, 'second password 2')", (addr,)) == "28P01 INVALID_CREDENTIALS"

@@ -65,8 +65,25 @@ SELECT id = :'carol' AS is_carol, email, raw_user_meta_data, encrypted_password 
   FROM auth.users;
 SELECT provider, provider_id = :'carol' AS provider_id_is_user_id, identity_data->>'email' AS email
   FROM auth.identities WHERE user_id = :'carol';
--- Refused (22023): an email taken in any letter case, a password shorter than
--- auth.min_password_length (8), an email not shaped name@domain, metadata not a JSON object.
+-- auth.require_email_confirmation is on by default: sign-up queues a confirmation (a code and
+-- a link) in auth.outbox, and sign-in refuses the account until it is confirmed. Only the
+-- right password learns that (EMAIL_NOT_CONFIRMED, 28000); a wrong one is INVALID_CREDENTIALS.
+SELECT kind, recipient, code ~ '^[0-9]{6}$' AS six_digit_code FROM auth.outbox;
+SELECT fixtures.try($$ SELECT auth.sign_in('carol@example.test', 'long enough pw') $$) AS unconfirmed;
+SELECT fixtures.try($$ SELECT auth.sign_in('carol@example.test', 'wrong password') $$) AS wrong_password;
+-- The code confirms the email (and signs in): docs/passwordless.md.
+SELECT code AS carol_code FROM auth.outbox WHERE recipient = 'Carol@Example.TEST' \gset
+SELECT (auth.verify_otp('carol@example.test', :'carol_code', 'signup'))->'user'->>'email_confirmed_at' IS NOT NULL AS confirmed;
+-- A taken email (in any letter case) answers like a new sign-up: an id, which names no user,
+-- and no error, so nobody learns which emails have accounts. The owner is told instead.
+SELECT auth.sign_up('CAROL@example.test', 'another pw 123') = :'carol' AS same_id,
+       (SELECT count(*) FROM auth.users) AS users;
+SELECT kind, recipient, code IS NULL AS no_code FROM auth.outbox ORDER BY id DESC LIMIT 1;
+-- The rest of this file signs users in right after signing them up.
+SET auth.require_email_confirmation = off;
+-- Refused (22023): an email taken in any letter case (with confirmation off, a taken email
+-- says so), a password shorter than auth.min_password_length (8), an email not shaped
+-- name@domain, metadata not a JSON object.
 SELECT fixtures.try($$ SELECT auth.sign_up('carol@example.test', 'long enough pw') $$) AS taken;
 SELECT fixtures.try($$ SELECT auth.sign_up('dave@example.test', 'short') $$) AS short_password;
 SELECT fixtures.try($$ SELECT auth.sign_up('not an email', 'long enough pw') $$) AS not_an_email;
