@@ -10,6 +10,10 @@ CREATE TYPE auth.one_time_token_type AS ENUM (
     'phone_change_token'
 );
 
+-- An email change waiting for both addresses to confirm (auth.update_user, verify_otp type
+-- 'email_change'): the new address.
+ALTER TABLE auth.users ADD COLUMN email_change text;
+
 CREATE TABLE auth.one_time_tokens (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id     uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,

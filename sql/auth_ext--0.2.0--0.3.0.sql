@@ -5,7 +5,8 @@
 --    (and is the one implementation behind auth.authenticate); auth.distribute_trust() makes the
 --    trust tables reference tables; auth.revoke_session avoids now() inside COALESCE, which
 --    Citus refuses in writes to a reference table;
---  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox, and
+--  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox,
+--    users.email_change, and
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
@@ -128,6 +129,10 @@ CREATE TYPE auth.one_time_token_type AS ENUM (
     'email_change_token_current',
     'phone_change_token'
 );
+
+-- An email change waiting for both addresses to confirm (auth.update_user, verify_otp type
+-- 'email_change'): the new address.
+ALTER TABLE auth.users ADD COLUMN email_change text;
 
 CREATE TABLE auth.one_time_tokens (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),

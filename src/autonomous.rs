@@ -90,6 +90,8 @@ pub struct OtpCandidate {
     pub token_type: String,
     pub token_hash: String,
     pub link_hash: Option<String>,
+    /// The address the token was sent to.
+    pub relates_to: String,
 }
 
 /// Why bookkeeping did not happen. Never holds a secret.
@@ -302,7 +304,7 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                     AND token_type::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
                     AND expires_at OPERATOR(pg_catalog.>) now()
                  RETURNING id::pg_catalog.text, token_type::pg_catalog.text, token_hash, link_hash,
-                           attempts OPERATOR(pg_catalog.>) $3",
+                           attempts OPERATOR(pg_catalog.>) $3, relates_to",
                 None,
                 &[
                     user_id.as_str().into(),
@@ -318,6 +320,7 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                     token_type: row.get::<String>(2)?.unwrap_or_default(),
                     token_hash: row.get::<String>(3)?.unwrap_or_default(),
                     link_hash: row.get::<String>(4)?,
+                    relates_to: row.get::<String>(6)?.unwrap_or_default(),
                 };
                 if row.get::<bool>(5)?.unwrap_or(true) {
                     voided.push(c);

@@ -367,6 +367,16 @@ fn sign_in_anonymously() -> JsonB {
     crate::sessions::start_session(id, "anonymous")
 }
 
+/// The user is anonymous (auth.sign_in_anonymously).
+pub fn is_anonymous(user_id: Uuid) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT is_anonymous FROM auth.users WHERE id = $1",
+        &[user_id.into()],
+    )
+    .or_fail()
+    .unwrap_or(false)
+}
+
 /// Gives an anonymous user an email (unconfirmed: a confirmation is sent) and optionally a
 /// password; it keeps its id. INVALID_PARAMETER when the email has an account.
 pub fn convert_anonymous(user_id: Uuid, email: &str, password: Option<&str>) {

@@ -10,7 +10,7 @@
 
 use crate::autonomous::{self, Op, OtpCandidate};
 use crate::errors::{invalid_parameter, raise, OrRaise};
-use crate::spi;
+use crate::spi::{self, OrFail};
 use crate::{audit, gucs, secrets, sessions};
 use auth_core::{otp, AuthError, ErrorCode};
 use pgrx::datum::Uuid;
@@ -31,6 +31,10 @@ enum Purpose {
     MagicLink,
     /// Reset the password (signs in; then `auth.update_user` sets the new password).
     Recovery,
+    /// Confirm an email change at the current address.
+    EmailChangeCurrent,
+    /// Confirm an email change at the new address.
+    EmailChangeNew,
 }
 
 impl Purpose {
@@ -39,12 +43,16 @@ impl Purpose {
             Purpose::Signup => "signup",
             Purpose::MagicLink => "magiclink",
             Purpose::Recovery => "recovery",
+            Purpose::EmailChangeCurrent => "email_change_current",
+            Purpose::EmailChangeNew => "email_change_new",
         }
     }
     fn token_type(self) -> &'static str {
         match self {
             Purpose::Signup => "confirmation_token",
             Purpose::MagicLink | Purpose::Recovery => "recovery_token",
+            Purpose::EmailChangeCurrent => "email_change_token_current",
+            Purpose::EmailChangeNew => "email_change_token_new",
         }
     }
 }
@@ -93,10 +101,130 @@ fn account_by_email(email: &str) -> Option<Account> {
     })
 }
 
+/// The account with a pending change to `email` (users.email_change).
+fn account_by_pending_email(email: &str) -> Option<Account> {
+    spi::run(|c| {
+        let t = c.select(
+            "SELECT id, email, email_confirmed_at IS NOT NULL,
+                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
+               FROM auth.users WHERE lower(email_change) = lower($1)",
+            Some(1),
+            &[email.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let r = t.first();
+        Ok::<_, pgrx::spi::Error>(Some(Account {
+            id: r.get::<Uuid>(1)?.expect("id is not null"),
+            email: r.get::<String>(2)?.unwrap_or_default(),
+            confirmed: r.get::<bool>(3)?.unwrap_or(false),
+            usable: r.get::<bool>(4)?.unwrap_or(false),
+        }))
+    })
+}
+
+/// Starts changing the bound user's email to `new_email`: a code to the current address and
+/// one to the new one; the change happens when both are verified (`verify_otp(…,
+/// 'email_change')`). A new address that has an account looks the same to the caller; its
+/// owner is told instead (no enumeration).
+pub fn start_email_change(user_id: Uuid, new_email: &str) {
+    crate::credentials::check_email(new_email);
+    let current = Spi::get_one_with_args::<String>(
+        "SELECT email FROM auth.users WHERE id = $1",
+        &[user_id.into()],
+    )
+    .or_fail();
+    let Some(account) = current.and_then(|e| account_by_email(&e)) else {
+        invalid_parameter("the user has no email to change");
+    };
+    if account_by_email(new_email).is_some() || account_by_pending_email(new_email).is_some() {
+        notify_already_registered(new_email);
+        return;
+    }
+    spi::run(|c| {
+        c.update(
+            "UPDATE auth.users SET email_change = $2, updated_at = now() WHERE id = $1",
+            None,
+            &[user_id.into(), new_email.into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(())
+    });
+    if issue_to(&account, Purpose::EmailChangeCurrent, &account.email, true) {
+        issue_to(&account, Purpose::EmailChangeNew, new_email, false);
+    }
+}
+
+/// One of an email change's two codes was right: consumes it; when the other is used too,
+/// the email changes (confirmed) and the user is signed in. Until then answers
+/// `{"msg": …}` saying the other address must confirm too.
+fn confirm_email_change(account: &Account, token_id: &str) -> JsonB {
+    let done = spi::run(|c| {
+        let t = c.update(
+            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
+            None,
+            &[token_id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let pending = c
+            .select(
+                "SELECT count(*) FROM auth.one_time_tokens
+                  WHERE user_id = $1
+                    AND token_type IN ('email_change_token_current', 'email_change_token_new')",
+                None,
+                &[account.id.into()],
+            )?
+            .first()
+            .get_one::<i64>()?
+            .unwrap_or(0);
+        if pending > 0 {
+            return Ok(Some(false));
+        }
+        let t = c.update(
+            "UPDATE auth.users SET email = email_change, email_change = NULL,
+                    email_confirmed_at = now(), updated_at = now()
+              WHERE id = $1 AND email_change IS NOT NULL RETURNING email",
+            None,
+            &[account.id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let email = t.first().get_one::<String>()?.unwrap_or_default();
+        c.update(
+            "UPDATE auth.identities
+                SET identity_data = identity_data || jsonb_build_object('email', $2::pg_catalog.text),
+                    updated_at = now()
+              WHERE user_id = $1 AND provider = 'email'",
+            None,
+            &[account.id.into(), email.as_str().into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(Some(true))
+    });
+    match done {
+        None => invalid_otp(),
+        Some(false) => JsonB(json!({
+            "msg": "Confirmation accepted. Confirm the code sent to the other address too."
+        })),
+        Some(true) => {
+            audit::record("email_changed", Some(account.id), None, json!({}));
+            sessions::start_session(account.id, "email_change")
+        }
+    }
+}
+
 /// Issues a code and a link token for `purpose` to the account, replacing its outstanding
 /// token of that type, and queues the message. Returns false (and sends nothing) when the
 /// user was sent one less than `auth.otp_min_interval_seconds` ago.
 fn issue(account: &Account, purpose: Purpose) -> bool {
+    issue_to(account, purpose, &account.email, true)
+}
+
+/// [`issue`] to `recipient`; `throttle` false for the second message of one request (an email
+/// change writes to both addresses).
+fn issue_to(account: &Account, purpose: Purpose, recipient: &str, throttle: bool) -> bool {
     let key = hash_key();
     let code = otp::numeric_code(gucs::OTP_LENGTH.get() as u32).or_raise();
     let link = otp::link_token();
@@ -126,7 +254,7 @@ fn issue(account: &Account, purpose: Purpose) -> bool {
             .first()
             .get_one::<bool>()?
             .unwrap_or(true);
-        if recent {
+        if recent && throttle {
             return Ok(false);
         }
         let expiry = gucs::OTP_EXPIRY_SECONDS.get() as f64;
@@ -144,7 +272,7 @@ fn issue(account: &Account, purpose: Purpose) -> bool {
                 token_type.into(),
                 code_hash.as_str().into(),
                 link_hash.as_str().into(),
-                account.email.as_str().into(),
+                recipient.into(),
                 expiry.into(),
             ],
         )?;
@@ -157,7 +285,7 @@ fn issue(account: &Account, purpose: Purpose) -> bool {
             None,
             &[
                 purpose.kind().into(),
-                account.email.as_str().into(),
+                recipient.into(),
                 account.id.into(),
                 code.as_str().into(),
                 link.as_str().into(),
@@ -322,13 +450,21 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         "email" => &["confirmation_token", "recovery_token"],
         "signup" => &["confirmation_token"],
         "magiclink" | "recovery" => &["recovery_token"],
-        _ => invalid_parameter("type must be one of 'email', 'signup', 'magiclink', 'recovery'"),
+        "email_change" => &["email_change_token_current", "email_change_token_new"],
+        _ => invalid_parameter(
+            "type must be one of 'email', 'signup', 'magiclink', 'recovery', 'email_change'",
+        ),
     };
     crate::signing_keys::require_signing_key();
     if token.len() > 256 || email.len() > crate::credentials::MAX_EMAIL_LEN {
         invalid_otp();
     }
-    let account = account_by_email(email);
+    // An email change's code for the new address is verified with the new address.
+    let account = if kind == "email_change" {
+        account_by_email(email).or_else(|| account_by_pending_email(email))
+    } else {
+        account_by_email(email)
+    };
     let Some(account) = account.filter(|a| a.usable) else {
         autonomous::run_or_refuse(&[Op::Audit {
             event: "one_time_token_failed".into(),
@@ -351,7 +487,11 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
     let key = hash_key();
     let link = !token.bytes().all(|b| b.is_ascii_digit());
-    let matched = candidates.iter().find(|c| {
+    // An email change's two codes are each verified with the address they were sent to.
+    let matched = candidates
+        .iter()
+        .filter(|c| kind != "email_change" || c.relates_to.to_lowercase() == email.to_lowercase());
+    let matched = matched.into_iter().find(|c| {
         let stored = if link {
             c.link_hash.as_deref()
         } else {
@@ -369,6 +509,9 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         }]);
         invalid_otp();
     };
+    if kind == "email_change" {
+        return confirm_email_change(&account, &matched.id);
+    }
     // Single use: of concurrent verifications of one code, only the one that deletes the
     // row signs in.
     let consumed = spi::run(|c| {
@@ -433,17 +576,23 @@ fn update_user(attributes: JsonB) -> JsonB {
             p.as_str()
                 .unwrap_or_else(|| invalid_parameter("password must be a string"))
         });
-        crate::credentials::convert_anonymous(user_id, e, password);
-        if let Some(a) = account_by_email(e) {
-            issue(&a, Purpose::Signup);
+        if crate::credentials::is_anonymous(user_id) {
+            crate::credentials::convert_anonymous(user_id, e, password);
+            if let Some(a) = account_by_email(e) {
+                issue(&a, Purpose::Signup);
+            }
+            audit::record(
+                "anonymous_converted",
+                Some(user_id),
+                Some(session_id),
+                json!({}),
+            );
+            return JsonB(sessions::user_json(user_id));
         }
-        audit::record(
-            "anonymous_converted",
-            Some(user_id),
-            Some(session_id),
-            json!({}),
-        );
-        return JsonB(sessions::user_json(user_id));
+        start_email_change(user_id, e);
+        if password.is_none() {
+            return JsonB(sessions::user_json(user_id));
+        }
     }
     if let Some(p) = attrs.get("password") {
         let Some(p) = p.as_str() else {

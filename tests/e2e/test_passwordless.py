@@ -356,3 +356,40 @@ def test_signing_up_a_taken_email_looks_like_a_new_sign_up(cluster, mail, confir
         kinds = sorted((m["To"].lower() == addr, m["X-Auth-Kind"]) for m in got)
         assert (True, "already_registered") in kinds
         assert sqlerror(conn, "SELECT auth.sign_in(%s, 'second password 2')", (addr,)) == "28P01 INVALID_CREDENTIALS"
+
+
+def test_an_email_change_needs_both_addresses(cluster, mail):
+    old, new, taken = fresh_email(), fresh_email(), fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        uid = str(conn.execute("SELECT auth.sign_up(%s, 'change me 123')", (old,)).fetchone()[0])
+        conn.execute("SELECT auth.sign_up(%s, 'someone else 1')", (taken,))
+        t = conn.execute("SELECT auth.sign_in(%s, 'change me 123')", (old,)).fetchone()[0]
+        mail()
+
+        def update(attrs):
+            with conn.transaction():
+                conn.execute("SELECT auth.bind(%s)", (t["access_token"],))
+                return conn.execute("SELECT auth.update_user(%s)", (json.dumps(attrs),)).fetchone()[0]
+
+        # An address that has an account: the same answer, nothing changes, its owner is told.
+        assert update({"email": taken})["email"] == old
+        [notice] = mail()
+        assert notice["To"] == taken and notice["X-Auth-Kind"] == "already_registered"
+        # A free address: a code to each.
+        assert update({"email": new})["email"] == old
+        got = {m["X-Auth-Kind"]: m for m in mail()}
+        assert got["email_change_current"]["To"] == old and got["email_change_new"]["To"] == new
+        code_current, _, _ = code_of(got["email_change_current"])
+        code_new, _, _ = code_of(got["email_change_new"])
+        # Each code is verified with the address it was sent to: swapped, neither works.
+        if code_new != code_current:
+            assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (old, code_new)) == "28P01 INVALID_OTP"
+            assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (new, code_current)) == "28P01 INVALID_OTP"
+        r1 = conn.execute("SELECT auth.verify_otp(%s, %s, 'email_change')", (old, code_current)).fetchone()[0]
+        assert "msg" in r1 and "access_token" not in r1
+        with cluster.connect(autocommit=True) as admin:
+            assert admin.execute("SELECT email FROM auth.users WHERE id = %s", (uid,)).fetchone()[0] == old
+        r2 = conn.execute("SELECT auth.verify_otp(%s, %s, 'email_change')", (new, code_new)).fetchone()[0]
+        assert r2["user"]["id"] == uid and r2["user"]["email"] == new and r2["user"]["email_confirmed_at"]
+        assert conn.execute("SELECT auth.sign_in(%s, 'change me 123')", (new,)).fetchone()[0]["user"]["id"] == uid
+        assert sqlerror(conn, "SELECT auth.sign_in(%s, 'change me 123')", (old,)) == "28P01 INVALID_CREDENTIALS"
