@@ -25,20 +25,28 @@ import psycopg
 
 SUBJECTS = {
     "already_registered": "Someone tried to sign up with your email",
+    "email_change_current": "Confirm your email change",
+    "email_change_new": "Confirm your new email",
     "signup": "Confirm your email",
     "magiclink": "Your sign-in code",
     "recovery": "Reset your password",
 }
 
+# Email kinds only: `sms` rows (auth.sign_in_with_phone_otp) are for an SMS sender.
+EMAIL_KINDS = ["signup", "magiclink", "recovery", "email_change_current", "email_change_new",
+               "already_registered"]
+
 CLAIM = """
 DELETE FROM auth.outbox
- WHERE id IN (SELECT id FROM auth.outbox ORDER BY id FOR UPDATE SKIP LOCKED LIMIT %s)
+ WHERE id IN (SELECT id FROM auth.outbox WHERE kind = ANY(%s)
+               ORDER BY id FOR UPDATE SKIP LOCKED LIMIT %s)
 RETURNING id, kind, recipient, code, link_token, expires_at > now() AS live
 """
 
 
 def message(args, kind, recipient, code, link_token):
-    verify_type = {"signup": "signup", "magiclink": "magiclink", "recovery": "recovery"}.get(kind, "email")
+    verify_type = {"signup": "signup", "magiclink": "magiclink", "recovery": "recovery",
+                   "email_change_current": "email_change", "email_change_new": "email_change"}.get(kind, "email")
     link = args.link_base + "?" + urllib.parse.urlencode(
         {"email": recipient, "token": link_token, "type": verify_type})
     m = EmailMessage()
@@ -59,7 +67,7 @@ def message(args, kind, recipient, code, link_token):
 def deliver_batch(conn, args):
     """Delivers one batch; returns how many rows it took."""
     with conn.transaction():
-        rows = conn.execute(CLAIM, (args.batch,)).fetchall()
+        rows = conn.execute(CLAIM, (EMAIL_KINDS, args.batch)).fetchall()
         if not rows:
             return 0
         with smtplib.SMTP(args.smtp_host, args.smtp_port, timeout=30) as smtp:

@@ -13,6 +13,8 @@ CREATE TYPE auth.one_time_token_type AS ENUM (
 -- An email change waiting for both addresses to confirm (auth.update_user, verify_otp type
 -- 'email_change'): the new address.
 ALTER TABLE auth.users ADD COLUMN email_change text;
+-- When the phone was confirmed by an SMS code (auth.verify_phone_otp).
+ALTER TABLE auth.users ADD COLUMN phone_confirmed_at timestamptz;
 
 CREATE TABLE auth.one_time_tokens (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -6,7 +6,7 @@
 --    trust tables reference tables; auth.revoke_session avoids now() inside COALESCE, which
 --    Citus refuses in writes to a reference table;
 --  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox,
---    users.email_change, and
+--    users.email_change and phone_confirmed_at, sign_in_with_phone_otp, verify_phone_otp, and
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
@@ -118,6 +118,24 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'update_user_wrapper';
 
+CREATE FUNCTION auth."sign_in_with_phone_otp"(
+	"phone" TEXT,
+	"create_user" bool DEFAULT true
+) RETURNS void
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sign_in_with_phone_otp_wrapper';
+
+CREATE FUNCTION auth."verify_phone_otp"(
+	"phone" TEXT,
+	"token" TEXT
+) RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'verify_phone_otp_wrapper';
+
 -- One-time tokens and the outbox (docs/passwordless.md): email confirmation, passwordless
 -- sign-in by code or magic link, password recovery. GoTrue's table and token types; the code
 -- or link token itself is never stored, only its keyed hash (auth_core::otp).
@@ -133,6 +151,8 @@ CREATE TYPE auth.one_time_token_type AS ENUM (
 -- An email change waiting for both addresses to confirm (auth.update_user, verify_otp type
 -- 'email_change'): the new address.
 ALTER TABLE auth.users ADD COLUMN email_change text;
+-- When the phone was confirmed by an SMS code (auth.verify_phone_otp).
+ALTER TABLE auth.users ADD COLUMN phone_confirmed_at timestamptz;
 
 CREATE TABLE auth.one_time_tokens (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -35,6 +35,10 @@ enum Purpose {
     EmailChangeCurrent,
     /// Confirm an email change at the new address.
     EmailChangeNew,
+    /// Confirm a phone (and sign in) by SMS.
+    SmsConfirm,
+    /// Sign in by SMS, for a confirmed phone.
+    SmsSignIn,
 }
 
 impl Purpose {
@@ -45,6 +49,7 @@ impl Purpose {
             Purpose::Recovery => "recovery",
             Purpose::EmailChangeCurrent => "email_change_current",
             Purpose::EmailChangeNew => "email_change_new",
+            Purpose::SmsConfirm | Purpose::SmsSignIn => "sms",
         }
     }
     fn token_type(self) -> &'static str {
@@ -53,6 +58,8 @@ impl Purpose {
             Purpose::MagicLink | Purpose::Recovery => "recovery_token",
             Purpose::EmailChangeCurrent => "email_change_token_current",
             Purpose::EmailChangeNew => "email_change_token_new",
+            Purpose::SmsConfirm => "confirmation_token",
+            Purpose::SmsSignIn => "recovery_token",
         }
     }
 }
@@ -630,4 +637,164 @@ fn update_user(attributes: JsonB) -> JsonB {
         });
     }
     JsonB(sessions::user_json(user_id))
+}
+
+/// The account whose phone is `phone`, with `confirmed` meaning its phone is confirmed.
+fn account_by_phone(phone: &str) -> Option<Account> {
+    spi::run(|c| {
+        let t = c.select(
+            "SELECT id, phone, phone_confirmed_at IS NOT NULL,
+                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
+               FROM auth.users WHERE phone = $1",
+            Some(1),
+            &[phone.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let r = t.first();
+        Ok::<_, pgrx::spi::Error>(Some(Account {
+            id: r.get::<Uuid>(1)?.expect("id is not null"),
+            email: r.get::<String>(2)?.unwrap_or_default(),
+            confirmed: r.get::<bool>(3)?.unwrap_or(false),
+            usable: r.get::<bool>(4)?.unwrap_or(false),
+        }))
+    })
+}
+
+/// A phone number in E.164 form (`+` and 7 to 15 digits, no leading zero).
+fn check_phone(phone: &str) {
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    let ok = (7..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if !ok {
+        invalid_parameter("phone must be in E.164 form: + and 7 to 15 digits, e.g. +14155550100");
+    }
+}
+
+/// Sends a sign-in code by SMS (an outbox row of kind `sms`, delivered by the DBA's SMS
+/// sender) to `phone`, creating the account on first use when `create_user` and
+/// `auth.allow_sign_up` allow. Answers nothing, the same for every number.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn sign_in_with_phone_otp(phone: &str, create_user: default!(bool, true)) {
+    crate::errors::require_writable("auth.sign_in_with_phone_otp");
+    check_phone(phone);
+    let account = match account_by_phone(phone) {
+        Some(a) => Some(a),
+        None if create_user && gucs::ALLOW_SIGN_UP.get() => {
+            spi::run(|c| {
+                c.update(
+                    "INSERT INTO auth.users (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING",
+                    None,
+                    &[phone.into()],
+                )?;
+                Ok::<_, pgrx::spi::Error>(())
+            });
+            account_by_phone(phone)
+        }
+        None => None,
+    };
+    if let Some(a) = account.filter(|a| a.usable) {
+        let purpose = if a.confirmed {
+            Purpose::SmsSignIn
+        } else {
+            Purpose::SmsConfirm
+        };
+        issue_to(&a, purpose, phone, true);
+    }
+}
+
+/// Verifies a code sent by SMS to `phone` and signs the user in (Supabase's verifyOtp with
+/// type `sms`); confirms the phone. One error, INVALID_OTP, for everything that fails.
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn verify_phone_otp(phone: &str, token: &str) -> JsonB {
+    crate::errors::require_writable("auth.verify_phone_otp");
+    crate::signing_keys::require_signing_key();
+    if token.len() > 16 || phone.len() > 16 {
+        invalid_otp();
+    }
+    let account = account_by_phone(phone).filter(|a| a.usable);
+    let matched = account.as_ref().and_then(|a| {
+        judge(
+            a,
+            &["confirmation_token", "recovery_token"],
+            token,
+            Some(phone),
+        )
+    });
+    let (Some(account), Some(token_id)) = (account, matched) else {
+        autonomous::run_or_refuse(&[Op::Audit {
+            event: "one_time_token_failed".into(),
+            user_id: None,
+            details: json!({"type": "sms"}),
+        }]);
+        invalid_otp();
+    };
+    let consumed = spi::run(|c| {
+        let t = c.update(
+            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
+            None,
+            &[token_id.as_str().into()],
+        )?;
+        if t.is_empty() {
+            return Ok(false);
+        }
+        c.update(
+            "UPDATE auth.users SET phone_confirmed_at = now(), updated_at = now()
+              WHERE id = $1 AND phone_confirmed_at IS NULL",
+            None,
+            &[account.id.into()],
+        )?;
+        c.update(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
+            None,
+            &[account.id.into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    if !consumed {
+        invalid_otp();
+    }
+    sessions::start_session(account.id, "sms")
+}
+
+/// Counts one attempt at the account's outstanding tokens of `token_types` (the bookkeeping
+/// worker, before anything is judged) and returns the id of the one `token` matches, if any
+/// (only tokens sent to `recipient` when given).
+fn judge(
+    account: &Account,
+    token_types: &[&str],
+    token: &str,
+    recipient: Option<&str>,
+) -> Option<String> {
+    let id = account.id.to_string();
+    let answer = autonomous::run_or_refuse(&[Op::ReserveOtp {
+        user_id: id.clone(),
+        token_types: token_types.iter().map(|t| t.to_string()).collect(),
+        max_attempts: gucs::OTP_MAX_ATTEMPTS.get(),
+    }]);
+    let candidates: Vec<OtpCandidate> = answer
+        .into_iter()
+        .next()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
+    let key = hash_key();
+    let link = !token.bytes().all(|b| b.is_ascii_digit());
+    candidates
+        .iter()
+        .filter(|c| recipient.is_none_or(|r| c.relates_to.to_lowercase() == r.to_lowercase()))
+        .find(|c| {
+            let stored = if link {
+                c.link_hash.as_deref()
+            } else {
+                Some(c.token_hash.as_str())
+            };
+            stored.is_some_and(|h| {
+                otp::matches(&unhex(h), token, &context(&id, &c.token_type, link), &key)
+            })
+        })
+        .map(|c| c.id.clone())
 }

@@ -393,3 +393,28 @@ def test_an_email_change_needs_both_addresses(cluster, mail):
         assert r2["user"]["id"] == uid and r2["user"]["email"] == new and r2["user"]["email_confirmed_at"]
         assert conn.execute("SELECT auth.sign_in(%s, 'change me 123')", (new,)).fetchone()[0]["user"]["id"] == uid
         assert sqlerror(conn, "SELECT auth.sign_in(%s, 'change me 123')", (old,)) == "28P01 INVALID_CREDENTIALS"
+
+
+def test_phone_sign_in_by_sms_code(cluster, mail):
+    phone = "+1415555" + f"{uuid.uuid4().int % 10000:04d}"
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        assert sqlerror(conn, "SELECT auth.sign_in_with_phone_otp('0044 123')") == "22023 INVALID_PARAMETER"
+        conn.execute("SELECT auth.sign_in_with_phone_otp(%s)", (phone,))
+        # The email sender leaves SMS rows to an SMS sender.
+        assert mail() == []
+        with cluster.connect(autocommit=True) as admin:
+            [(kind, code)] = admin.execute(
+                "SELECT kind, code FROM auth.outbox WHERE recipient = %s", (phone,)).fetchall()
+        assert kind == "sms" and len(code) == 6
+        wrong = f"{(int(code) + 1) % 1000000:06d}"
+        assert sqlerror(conn, "SELECT auth.verify_phone_otp(%s, %s)", (phone, wrong)) == "28P01 INVALID_OTP"
+        assert sqlerror(conn, "SELECT auth.verify_phone_otp(%s, %s)", ("+14155550000", code)) == "28P01 INVALID_OTP"
+        r = conn.execute("SELECT auth.verify_phone_otp(%s, %s)", (phone, code)).fetchone()[0]
+        assert r["user"]["phone"] == phone
+        claims = jwt.decode(r["access_token"], options={"verify_signature": False})
+        assert claims["phone"] == phone and [m["method"] for m in claims["amr"]] == ["sms"]
+        assert sqlerror(conn, "SELECT auth.verify_phone_otp(%s, %s)", (phone, code)) == "28P01 INVALID_OTP"
+    with cluster.connect(autocommit=True) as admin:
+        assert admin.execute("SELECT phone_confirmed_at IS NOT NULL FROM auth.users WHERE phone = %s",
+                             (phone,)).fetchone()[0]
+        admin.execute("DELETE FROM auth.outbox WHERE recipient = %s", (phone,))
