@@ -15,6 +15,7 @@ if [ "${1:-}" = "--smoke" ]; then
   python3 benches/sql/roles_bench.py --rows 5000 --scan-rows 20000 --runs 1
   python3 benches/sql/sessions_bench.py --rows 20000 --runs 3 --seconds 1
   python3 benches/sql/first_bind_bench.py --smoke
+  python3 benches/sql/mfa_otp_bench.py --rows 20000 --runs 3 --codes 3
 else
   cargo bench -p auth_core --bench verify 2>/dev/null | sed -n '/first verification/,$p'
   cargo bench -p auth_core --bench password 2>/dev/null | sed -n '/verify an argon2id/,$p'
@@ -23,4 +24,5 @@ else
   python3 benches/sql/roles_bench.py --rows 100000 --scan-rows 1000000 --runs 3
   python3 benches/sql/sessions_bench.py --rows 1000000 --runs 9 --seconds 10
   python3 benches/sql/first_bind_bench.py
+  python3 benches/sql/mfa_otp_bench.py
 fi
