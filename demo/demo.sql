@@ -59,6 +59,13 @@ SELECT auth.sign_up('carol@example.test', 'correct horse battery staple') AS car
 RESET ROLE;
 INSERT INTO notes (owner, body) VALUES (:'carol', 'carol: water the plants');
 SET ROLE app_user;
+\echo 'Sign-in waits for the email to be confirmed (auth.require_email_confirmation, on by default):'
+SELECT auth.sign_in('carol@example.test', 'correct horse battery staple');
+\echo 'The confirmation code is in auth.outbox (a mailer delivers it: part 11 shows one); Carol types it:'
+RESET ROLE;
+SELECT code AS carol_code FROM auth.outbox WHERE recipient = 'carol@example.test' \gset
+SET ROLE app_user;
+SELECT (auth.verify_otp('carol@example.test', :'carol_code', 'signup')) -> 'user' ->> 'email_confirmed_at' IS NOT NULL AS email_confirmed;
 SELECT auth.sign_in('carol@example.test', 'correct horse battery staple') AS tokens \gset
 SELECT r ->> 'token_type' AS token_type, r ->> 'expires_in' AS expires_in, r -> 'user' ->> 'email' AS email,
        length(r ->> 'access_token') AS access_token_length, length(r ->> 'refresh_token') AS refresh_token_length,

@@ -16,3 +16,4 @@ eval "$(python3 demo/sign.py)"
 "$PG_BIN/psql" -X -h 127.0.0.1 -p "$port" -U postgres -d postgres \
   -v jwks="$JWKS" -v issuer="$ISSUER" -v alice="$ALICE" -v bob="$BOB" \
   -v expired="$EXPIRED" -v forged="$FORGED" -f demo/demo.sql 2>&1 | grep -v '^SET$\|^RESET$\|^BEGIN$\|^COMMIT$\|^ROLLBACK$'
+python3 demo/passwordless.py "$port"
