@@ -5,8 +5,9 @@
 #      the fuzz harness (scripts/fuzz.sh; the full run is 1,000,000 inputs)
 #   3. #[pg_test]s inside a real PostgreSQL (cargo pgrx test)
 #   4. the release build packaged (.deb) and installed into the system PostgreSQL 15 with dpkg -i
-#   5. SQL regression tests (pg_regress), the in-place upgrade from 0.1.0 (scripts/upgrade_test.sh)
-#      and end-to-end tests (psycopg, pgbouncer)
+#   5. SQL regression tests (pg_regress), the in-place upgrade from 0.1.0 (scripts/upgrade_test.sh),
+#      end-to-end tests (psycopg, pgbouncer, a real SMTP server, a streaming replica) and the
+#      Citus tests (scripts/citus_test.sh: a coordinator and two workers)
 #   6. benchmark smoke run (small sizes; figures are not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +52,11 @@ scripts/regress.sh
 step "in-place upgrade from the released 0.1.0"
 scripts/upgrade_test.sh
 
-step "end-to-end tests (psycopg, pgbouncer)"
+step "end-to-end tests (psycopg, pgbouncer, SMTP)"
 python3 -m pytest -q tests/e2e
+
+step "Citus: a coordinator and two workers (builds Citus 13.2.2 when missing)"
+scripts/citus_test.sh
 
 step "benchmark smoke run"
 scripts/bench.sh --smoke

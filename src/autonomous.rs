@@ -298,13 +298,16 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
             token_types,
             max_attempts,
         } => {
+            // Read and lock first, then count: Citus refuses STABLE functions (now(), an
+            // enum's text) next to a column, and in RETURNING, in writes to a reference table.
             let t = client.update(
-                "UPDATE auth.one_time_tokens SET attempts = attempts OPERATOR(pg_catalog.+) 1
+                "SELECT id::pg_catalog.text, token_type::pg_catalog.text, token_hash, link_hash,
+                        attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>) $3, relates_to
+                   FROM auth.one_time_tokens
                   WHERE user_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid
                     AND token_type::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
                     AND expires_at OPERATOR(pg_catalog.>) now()
-                 RETURNING id::pg_catalog.text, token_type::pg_catalog.text, token_hash, link_hash,
-                           attempts OPERATOR(pg_catalog.>) $3, relates_to",
+                  ORDER BY id FOR UPDATE",
                 None,
                 &[
                     user_id.as_str().into(),
@@ -328,6 +331,13 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                     open.push(c);
                 }
             }
+            let counted: Vec<String> = open.iter().map(|c| c.id.clone()).collect();
+            client.update(
+                "UPDATE auth.one_time_tokens SET attempts = attempts OPERATOR(pg_catalog.+) 1
+                  WHERE id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.uuid[])",
+                None,
+                &[counted.into()],
+            )?;
             for c in &voided {
                 client.update(
                     "DELETE FROM auth.one_time_tokens WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",

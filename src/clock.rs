@@ -13,6 +13,15 @@ pub fn transaction_now() -> f64 {
     unix_seconds_from_pg_micros(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() })
 }
 
+/// The transaction timestamp as a SQL parameter (what `now()` returns). Writes to Citus
+/// reference tables take it as `$n`: Citus refuses `now()` next to a column there.
+pub fn transaction_now_param() -> pgrx::datum::TimestampWithTimeZone {
+    pgrx::datum::TimestampWithTimeZone::try_from(unsafe {
+        pg_sys::GetCurrentTransactionStartTimestamp()
+    })
+    .expect("the transaction start is a finite timestamp")
+}
+
 /// A PostgreSQL timestamp (microseconds since 2000-01-01) in Unix seconds.
 pub fn unix_seconds_from_pg_micros(ts: i64) -> f64 {
     unix_seconds_from_micros(ts + PG_EPOCH_UNIX_MICROS)

@@ -199,11 +199,18 @@ fn upsert(jwk: &Jwk, issuer: Option<&str>, audience: &Option<Vec<String>>, sourc
             // backend's key cache nor fills the audit log.
             let changed = spi::run(|c| {
                 c.update(
-                    "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, now()) \
+                    "UPDATE auth.key_store SET issuer = $2, audience = $3, valid_until = NULL, valid_from = LEAST(valid_from, $4) \
                      WHERE kid = $1 AND (issuer IS DISTINCT FROM $2 OR audience IS DISTINCT FROM $3 \
-                                         OR valid_until IS NOT NULL OR valid_from > now())",
+                                         OR valid_until IS NOT NULL OR valid_from > $4)",
                     None,
-                    &[jwk.kid.as_str().into(), issuer.into(), audience.clone().into()],
+                    &[
+                        jwk.kid.as_str().into(),
+                        issuer.into(),
+                        audience.clone().into(),
+                        // now(), as a parameter: Citus refuses now() next to a column in
+                        // writes to a reference table.
+                        crate::clock::transaction_now_param().into(),
+                    ],
                 )
                 .map(|t| t.len())
             });

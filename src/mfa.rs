@@ -164,16 +164,16 @@ fn mfa_challenge(factor_id: Uuid) -> JsonB {
             None,
             &[factor_id.into()],
         )?;
+        // created_at is now() (the transaction's start), so it expires then + 300 s; computed
+        // here, as Citus allows only immutable functions in RETURNING on reference tables.
         let t = c.update(
-            "INSERT INTO auth.mfa_challenges (factor_id) VALUES ($1)
-             RETURNING id, EXTRACT(EPOCH FROM created_at + make_interval(secs => $2))::pg_catalog.int8",
+            "INSERT INTO auth.mfa_challenges (factor_id) VALUES ($1) RETURNING id",
             None,
-            &[factor_id.into(), CHALLENGE_SECONDS.into()],
+            &[factor_id.into()],
         )?;
-        let r = t.first();
         Ok::<_, pgrx::spi::Error>((
-            r.get::<Uuid>(1)?.expect("id"),
-            r.get::<i64>(2)?.unwrap_or(0),
+            t.first().get::<Uuid>(1)?.expect("id"),
+            clock::transaction_now_secs() + CHALLENGE_SECONDS as i64,
         ))
     });
     JsonB(json!({"id": id.to_string(), "type": "totp", "expires_at": expires_at}))

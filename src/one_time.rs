@@ -201,12 +201,12 @@ fn confirm_email_change(account: &Account, token_id: &str) -> JsonB {
         }
         let email = t.first().get_one::<String>()?.unwrap_or_default();
         c.update(
-            "UPDATE auth.identities
-                SET identity_data = identity_data || jsonb_build_object('email', $2::pg_catalog.text),
-                    updated_at = now()
+            // The new value built here: Citus refuses a STABLE function (jsonb_build_object)
+            // next to a column in writes to a reference table.
+            "UPDATE auth.identities SET identity_data = identity_data || $2, updated_at = now()
               WHERE user_id = $1 AND provider = 'email'",
             None,
-            &[account.id.into(), email.as_str().into()],
+            &[account.id.into(), JsonB(json!({"email": email})).into()],
         )?;
         Ok::<_, pgrx::spi::Error>(Some(true))
     });
@@ -266,13 +266,14 @@ fn issue_to(account: &Account, purpose: Purpose, recipient: &str, throttle: bool
         }
         let expiry = gucs::OTP_EXPIRY_SECONDS.get() as f64;
         c.update(
+            // excluded.*, not now(): Citus refuses functions in DO UPDATE on reference tables.
             "INSERT INTO auth.one_time_tokens AS o
                     (user_id, token_type, token_hash, link_hash, relates_to, expires_at)
              VALUES ($1, $2::auth.one_time_token_type, $3, $4, $5, now() + make_interval(secs => $6))
              ON CONFLICT (user_id, token_type) DO UPDATE
                 SET token_hash = excluded.token_hash, link_hash = excluded.link_hash,
                     relates_to = excluded.relates_to, expires_at = excluded.expires_at,
-                    created_at = now(), updated_at = now(), attempts = 0",
+                    created_at = excluded.created_at, updated_at = excluded.updated_at, attempts = 0",
             None,
             &[
                 account.id.into(),

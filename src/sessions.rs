@@ -130,6 +130,8 @@ fn new_refresh_row(
 }
 
 /// Records that `method` authenticated the session now (its `amr` claim).
+// excluded.updated_at (the default now()), not now(): Citus refuses functions in DO UPDATE
+// on reference tables.
 pub fn record_method(
     c: &mut pgrx::spi::SpiClient<'_>,
     session_id: Uuid,
@@ -137,7 +139,7 @@ pub fn record_method(
 ) -> pgrx::spi::Result<()> {
     c.update(
         "INSERT INTO auth.mfa_amr_claims (session_id, authentication_method) VALUES ($1, $2)
-         ON CONFLICT (session_id, authentication_method) DO UPDATE SET updated_at = now()",
+         ON CONFLICT (session_id, authentication_method) DO UPDATE SET updated_at = excluded.updated_at",
         None,
         &[session_id.into(), method.into()],
     )?;
@@ -200,8 +202,13 @@ fn refresh(refresh_token: &str) -> JsonB {
     crate::errors::require_writable("auth.refresh");
     let hash = signing::token_hash(refresh_token);
     // The row lock makes concurrent refreshes of one token take turns: exactly one rotates.
-    let p = spi::run(|c| {
-        let t = c.update(
+    // Taken in a subtransaction that is rolled back when the token is being reused: the
+    // bookkeeping worker must then revoke the session, and under Citus the lock on a
+    // refresh token also locks the sessions it references (a wait nobody would detect).
+    let p = spi::in_subtransaction(
+        || {
+            spi::run(|c| {
+                let t = c.update(
             "SELECT rt.id, rt.session_id, s.user_id, rt.expires_at <= now(), rt.rotated_at IS NOT NULL,
                     rt.rotated_at > now() - make_interval(secs => $2),
                     s.revoked_at IS NOT NULL OR coalesce(s.not_after <= now(), false),
@@ -214,21 +221,24 @@ fn refresh(refresh_token: &str) -> JsonB {
             Some(1),
             &[hash.into(), (gucs::REFRESH_REUSE_INTERVAL_SECONDS.get() as f64).into()],
         )?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        let r = t.first();
-        Ok::<_, pgrx::spi::Error>(Some(Presented {
-            id: r.get::<i64>(1)?.unwrap_or(0),
-            session_id: r.get::<Uuid>(2)?.expect("not null"),
-            user_id: r.get::<Uuid>(3)?.expect("not null"),
-            expired: r.get::<bool>(4)?.unwrap_or(true),
-            rotated: r.get::<bool>(5)?.unwrap_or(false),
-            within_reuse: r.get::<bool>(6)?.unwrap_or(false),
-            session_dead: r.get::<bool>(7)?.unwrap_or(true),
-            user_blocked: r.get::<bool>(8)?.unwrap_or(true),
-        }))
-    });
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                let r = t.first();
+                Ok::<_, pgrx::spi::Error>(Some(Presented {
+                    id: r.get::<i64>(1)?.unwrap_or(0),
+                    session_id: r.get::<Uuid>(2)?.expect("not null"),
+                    user_id: r.get::<Uuid>(3)?.expect("not null"),
+                    expired: r.get::<bool>(4)?.unwrap_or(true),
+                    rotated: r.get::<bool>(5)?.unwrap_or(false),
+                    within_reuse: r.get::<bool>(6)?.unwrap_or(false),
+                    session_dead: r.get::<bool>(7)?.unwrap_or(true),
+                    user_blocked: r.get::<bool>(8)?.unwrap_or(true),
+                }))
+            })
+        },
+        |p| !p.as_ref().is_some_and(|p| p.rotated && !p.within_reuse),
+    );
     let Some(p) = p else {
         raise(AuthError::invalid_token("unknown refresh token"))
     };

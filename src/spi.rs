@@ -19,3 +19,27 @@ impl<T> OrFail<T> for spi::Result<T> {
         self.unwrap_or_else(|e| pgrx::error!("auth_ext: {e}"))
     }
 }
+
+/// Runs `f` in a subtransaction, then keeps what it did (its locks included) when `keep` says
+/// so, else rolls it back, which releases the locks it took. An error inside aborts the
+/// caller's transaction as usual. `f`'s result must not point into transaction memory that
+/// the rollback frees (plain Rust values only).
+pub fn in_subtransaction<R>(f: impl FnOnce() -> R, keep: impl FnOnce(&R) -> bool) -> R {
+    // SAFETY: the pattern of PL/pgSQL's exception blocks: begin an internal subtransaction,
+    // then end it and restore the caller's memory context and resource owner.
+    unsafe {
+        let context = pgrx::pg_sys::CurrentMemoryContext;
+        let owner = pgrx::pg_sys::CurrentResourceOwner;
+        pgrx::pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pgrx::pg_sys::MemoryContextSwitchTo(context);
+        let r = f();
+        if keep(&r) {
+            pgrx::pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pgrx::pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pgrx::pg_sys::MemoryContextSwitchTo(context);
+        pgrx::pg_sys::CurrentResourceOwner = owner;
+        r
+    }
+}
