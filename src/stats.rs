@@ -121,7 +121,7 @@ fn local() -> &'static mut [u64; N] {
 #[inline(always)]
 pub fn bump(i: usize) {
     // SAFETY: as `local`; `i` is one of the constants above.
-    unsafe { (*(&raw mut LOCAL))[i] += 1 }
+    unsafe { LOCAL[i] += 1 }
 }
 
 fn index(m: Metric, outcome: &str) -> usize {
@@ -138,9 +138,10 @@ pub fn count(m: Metric, outcome: &str, n: u64) {
     local()[index(m, outcome)] += n;
 }
 
+#[allow(static_mut_refs)]
 fn open() -> &'static mut u8 {
     // SAFETY: as `local`.
-    unsafe { &mut *(&raw mut OPEN) }
+    unsafe { &mut OPEN }
 }
 
 /// Opens an operation of metric `m`, whose outcome is settled by [`ok`], [`settle`] or the
