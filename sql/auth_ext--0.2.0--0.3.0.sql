@@ -12,7 +12,9 @@
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
 --  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously();
 --  * email confirmation (auth.require_email_confirmation, on by default): accounts made before
---    it existed could sign in, and still can: their email counts as confirmed when created.
+--    it existed could sign in, and still can: their email counts as confirmed when created;
+--  * Monitoring (docs/operations.md, "Monitoring"): the view auth.stats over auth._stats(),
+--    auth.stats_reset(), and the revocation-counting trigger on auth.sessions.
 
 -- Citus: the bind that reaches the workers.
 CREATE FUNCTION auth."bind"(
@@ -339,3 +341,54 @@ AS 'MODULE_PATHNAME', 'sign_in_anonymously_wrapper';
 -- Email confirmation is new and on by default: existing email accounts keep signing in.
 UPDATE auth.users SET email_confirmed_at = created_at
  WHERE email_confirmed_at IS NULL AND email IS NOT NULL;
+
+-- ---------------------------------------------------------------------------------------------
+-- Monitoring (sql/085_stats.sql): the same objects as a fresh install.
+-- ---------------------------------------------------------------------------------------------
+CREATE FUNCTION auth."_stats"() RETURNS TABLE (
+	"metric" TEXT,
+	"outcome" TEXT,
+	"value" bigint,
+	"scope" TEXT
+)
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_stats_wrapper';
+
+CREATE FUNCTION auth."stats_reset"() RETURNS void
+STRICT
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'stats_reset_wrapper';
+
+CREATE FUNCTION auth."_stats_revocation"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', '_stats_revocation_wrapper';
+
+-- Monitoring (docs/operations.md, "Monitoring"): counters a DBA graphs, one row per
+-- (metric, outcome), every pair listed (0 when never counted) so that series are stable.
+-- Scope 'cluster' (totals of every backend, added at each transaction end) when auth_ext is in
+-- shared_preload_libraries, else 'backend' (the counters of the backend reading the view).
+-- No secret is counted or shown: only metric names, outcome codes and numbers.
+CREATE VIEW auth.stats AS
+    SELECT s.metric, s.outcome, s.value, s.scope FROM auth._stats() s;
+COMMENT ON VIEW auth.stats IS 'auth_ext counters by metric and outcome (scope cluster when preloaded, else backend); docs/operations.md';
+
+-- Revocations, whichever path ends a session (auth.sign_out, auth.revoke_session,
+-- auth.ban_user), counted by the session's revoked_reason when the transaction commits. The
+-- function reads the new row only and runs no SQL.
+CREATE TRIGGER stats_revocations
+    AFTER UPDATE OF revoked_at ON auth.sessions
+    FOR EACH ROW
+    WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION auth._stats_revocation();
+
+COMMENT ON FUNCTION auth.stats_reset() IS 'sets every counter of auth.stats to zero (the cluster''s when preloaded, else this backend''s)';
+
+-- Readable by monitoring roles (pg_monitor) and the owner; reset by the owner (or superuser).
+REVOKE ALL ON auth.stats FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth.stats_reset() FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._stats_revocation() FROM PUBLIC;
+GRANT SELECT ON auth.stats TO pg_monitor;
+GRANT EXECUTE ON FUNCTION auth._stats() TO pg_monitor;

@@ -100,6 +100,7 @@ pub fn current() -> Option<&'static Bound> {
     let s = Stamp::now();
     let st = state();
     if st.stamp == Some(s) {
+        crate::stats::bump(crate::stats::IDENTITY_CACHE_HIT);
         return st.current.as_deref();
     }
     refresh(s)
@@ -134,6 +135,7 @@ fn key_is_active(keys: &KeySet, kid: &Option<String>, now: f64) -> bool {
 
 #[cold]
 fn refresh(s: Stamp) -> Option<&'static Bound> {
+    crate::stats::bump(crate::stats::IDENTITY_CACHE_MISS);
     crate::citus::check_binding_arrived();
     free_retired();
     let st = state();
@@ -141,6 +143,7 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
     match read_input() {
         Input::Anonymous => replace(None),
         Input::Token(token) => {
+            crate::stats::begin(crate::stats::VERIFICATIONS);
             let now = clock::transaction_now();
             let policy = gucs::policy();
             let reusable = st.current.as_deref().filter(|b| {
@@ -211,6 +214,7 @@ fn refresh(s: Stamp) -> Option<&'static Bound> {
     if let Some(b) = st.current.as_deref() {
         b.check_account(clock::transaction_now());
     }
+    crate::stats::ok(crate::stats::VERIFICATIONS);
     // Stamp with the counters as they are now: loading keys may itself have processed
     // invalidations, which must not be mistaken for later changes.
     st.stamp = Some(Stamp::now());

@@ -220,6 +220,7 @@ fn reserve_attempt(email: &str) -> autonomous::Reservation {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn sign_in(email: &str, password: &str) -> JsonB {
+    crate::stats::begin(crate::stats::SIGN_INS);
     crate::errors::require_writable("auth.sign_in");
     if password.len() > password::MAX_PASSWORD_BYTES || email.len() > MAX_EMAIL_LEN {
         invalid_credentials();
@@ -336,7 +337,9 @@ fn sign_in(email: &str, password: &str) -> JsonB {
         )?;
         Ok::<_, pgrx::spi::Error>(())
     });
-    crate::sessions::start_session(account.id, "password")
+    let response = crate::sessions::start_session(account.id, "password");
+    crate::stats::ok(crate::stats::SIGN_INS);
+    response
 }
 
 /// Signs in a new anonymous user (no email, no password; `is_anonymous` in the user and the

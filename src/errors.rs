@@ -32,12 +32,14 @@ pub fn report(e: &AuthError) -> ErrorReport {
 
 /// Raises `e` as an ERROR. Never returns.
 pub fn raise(e: AuthError) -> ! {
+    crate::stats::failed(e.code);
     report(&e).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 
 /// Raises `e` with a HINT.
 pub fn raise_with_hint(e: AuthError, hint: &str) -> ! {
+    crate::stats::failed(e.code);
     report(&e)
         .set_hint(hint.to_string())
         .report(PgLogLevel::ERROR);

@@ -16,11 +16,11 @@
 //! * GUCs: `gucs.rs`; the transaction clock: `clock.rs`; error codes → SQLSTATE: `errors.rs`;
 //!   what clients see of internal errors: `client_errors.rs`; our SPI calls: `spi.rs`;
 //!   cross-backend freshness: `invalidation.rs`; the one door to the owner's privileges (user
-//!   switch + pinned search_path): `privilege.rs`
+//!   switch + pinned search_path): `privilege.rs`; the counters of `auth.stats`: `stats.rs`
 //! * Tables, views and grants: `sql/*.sql`
 //!
 //! Dependencies point one way, from the SQL entry points down to `invalidation`, `gucs`,
-//! `errors`, `clock` and `spi`, which know no other module.
+//! `errors`, `clock` and `spi`, which know no other module but `stats` (itself knowing none).
 
 use pgrx::prelude::*;
 
@@ -49,6 +49,7 @@ mod secrets;
 mod sessions;
 mod signing_keys;
 mod spi;
+mod stats;
 mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -95,6 +96,16 @@ extension_sql_file!(
     requires = ["account_issuers_sql"]
 );
 extension_sql_file!(
+    "../sql/085_stats.sql",
+    name = "stats_sql",
+    requires = [
+        "citus_sql",
+        stats::_stats,
+        stats::stats_reset,
+        stats::_stats_revocation
+    ]
+);
+extension_sql_file!(
     "../sql/090_one_time_tokens.sql",
     name = "one_time_tokens_sql",
     requires = ["users_sql", "sessions_sql"]
@@ -120,6 +131,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     invalidation::init();
     client_errors::init();
+    stats::init();
 }
 
 #[cfg(feature = "pg_test")]

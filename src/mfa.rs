@@ -198,6 +198,7 @@ fn refused(user_id: Uuid, factor_id: Uuid, detail: &str) -> ! {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn mfa_verify(factor_id: Uuid, challenge_id: Uuid, code: &str) -> JsonB {
+    crate::stats::begin(crate::stats::MFA_VERIFICATIONS);
     crate::errors::require_writable("auth.mfa_verify");
     crate::signing_keys::require_signing_key();
     let (user_id, session_id) = sessions::bound_session();
@@ -286,7 +287,9 @@ fn mfa_verify(factor_id: Uuid, challenge_id: Uuid, code: &str) -> JsonB {
         Some(session_id),
         json!({"factor_id": factor_id.to_string(), "was_verified": factor.verified}),
     );
-    sessions::reissue(user_id, session_id)
+    let r = sessions::reissue(user_id, session_id);
+    crate::stats::ok(crate::stats::MFA_VERIFICATIONS);
+    r
 }
 
 /// Removes one of the bound user's factors (a verified one only from an aal2 session).

@@ -453,6 +453,7 @@ fn invalid_otp() -> ! {
 // SQL in sql/090_one_time_tokens.sql: its argument is named `type`, a Rust keyword.
 #[pg_extern(volatile, security_definer, parallel_unsafe, sql = false)]
 fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
+    crate::stats::begin(crate::stats::OTP_VERIFICATIONS);
     crate::errors::require_writable("auth.verify_otp");
     let token_types: &[&str] = match kind {
         "email" => &["confirmation_token", "recovery_token"],
@@ -518,7 +519,9 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         invalid_otp();
     };
     if kind == "email_change" {
-        return confirm_email_change(&account, &matched.id);
+        let r = confirm_email_change(&account, &matched.id);
+        crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
+        return r;
     }
     // Single use: of concurrent verifications of one code, only the one that deletes the
     // row signs in.
@@ -554,7 +557,9 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
         (_, true) => "magiclink",
         _ => "otp",
     };
-    sessions::start_session(account.id, method)
+    let r = sessions::start_session(account.id, method);
+    crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
+    r
 }
 
 /// The user's own attributes, for the bound token's user (a token this database issued):
@@ -712,6 +717,7 @@ fn sign_in_with_phone_otp(phone: &str, create_user: default!(bool, true)) {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn verify_phone_otp(phone: &str, token: &str) -> JsonB {
+    crate::stats::begin(crate::stats::OTP_VERIFICATIONS);
     crate::errors::require_writable("auth.verify_phone_otp");
     crate::signing_keys::require_signing_key();
     if token.len() > 16 || phone.len() > 16 {
@@ -759,7 +765,9 @@ fn verify_phone_otp(phone: &str, token: &str) -> JsonB {
     if !consumed {
         invalid_otp();
     }
-    sessions::start_session(account.id, "sms")
+    let r = sessions::start_session(account.id, "sms");
+    crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
+    r
 }
 
 /// Counts one attempt at the account's outstanding tokens of `token_types` (the bookkeeping

@@ -199,6 +199,7 @@ fn revoked(detail: &str) -> ! {
 #[pg_extern(volatile, security_definer, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn refresh(refresh_token: &str) -> JsonB {
+    crate::stats::begin(crate::stats::REFRESHES);
     crate::errors::require_writable("auth.refresh");
     let hash = signing::token_hash(refresh_token);
     // The row lock makes concurrent refreshes of one token take turns: exactly one rotates.
@@ -257,6 +258,8 @@ fn refresh(refresh_token: &str) -> JsonB {
             user_id: p.user_id.to_string(),
             reason: "refresh_token_reused".into(),
         }]);
+        crate::stats::count(crate::stats::REVOCATIONS, "refresh_reuse", 1);
+        crate::stats::settle(crate::stats::REFRESHES, "reuse_detected");
         revoked("refresh token reused; the session has been revoked");
     }
     if p.expired {
@@ -318,7 +321,9 @@ fn refresh(refresh_token: &str) -> JsonB {
             json!({}),
         );
     }
-    token_response(p.user_id, p.session_id, &next, "refresh")
+    let response = token_response(p.user_id, p.session_id, &next, "refresh");
+    crate::stats::ok(crate::stats::REFRESHES);
+    response
 }
 
 /// The user and session of the bound token, which must be one this database issued: sessions

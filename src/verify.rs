@@ -25,9 +25,11 @@ fn authenticate(token: &str) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn bind(token: Option<&str>) -> Option<JsonB> {
     let verified = token.map(|t| {
+        crate::stats::begin(crate::stats::VERIFICATIONS);
         let now = clock::transaction_now();
         let b = verify_token(t.as_bytes(), now, &gucs::policy()).or_raise();
         b.check_account(now);
+        crate::stats::ok(crate::stats::VERIFICATIONS);
         b
     });
     let claims = verified
@@ -71,12 +73,16 @@ pub fn verify_claims(token: &[u8]) -> pg_sys::Datum {
     let last = unsafe { &mut LAST_VERIFIED };
     if let Some(v) = last.as_ref() {
         if v.bound.source == token && v.stamp.same_but_token(Stamp::now()) {
+            crate::stats::bump(crate::stats::VERIFY_CACHE_HIT);
             return v.bound.jwt_datum();
         }
     }
+    crate::stats::bump(crate::stats::VERIFY_CACHE_MISS);
+    crate::stats::begin(crate::stats::VERIFICATIONS);
     let now = clock::transaction_now();
     let b = verify_token(token, now, &gucs::policy()).or_raise();
     b.check_account(now);
+    crate::stats::ok(crate::stats::VERIFICATIONS);
     let claims = b.claims_jsonb();
     *last = Some(LastVerified {
         stamp: Stamp::now(),

@@ -16,6 +16,7 @@ mod identity;
 mod keys;
 mod privileges;
 mod rls;
+mod stats;
 mod vectors;
 mod verify;
 
