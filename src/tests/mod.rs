@@ -102,6 +102,8 @@ fn fast_hashing() {
 /// Cheap hashing and an active signing key (sign-in never makes one itself).
 fn sign_in_setup() -> String {
     fast_hashing();
+    // Tests sign users in right after sign-up (email confirmation: tests/e2e/test_passwordless.py).
+    Spi::run("SET LOCAL auth.require_email_confirmation = off").unwrap();
     one("SELECT auth.generate_signing_key()").unwrap()
 }
 

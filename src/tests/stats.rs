@@ -29,7 +29,7 @@ mod tests {
         Spi::run("SELECT auth.stats_reset()").unwrap();
         assert_eq!(
             one("SELECT count(*)::pg_catalog.text || ' ' || count(DISTINCT (metric, outcome))::pg_catalog.text || ' ' || string_agg(DISTINCT scope, ',') FROM auth.stats").as_deref(),
-            Some("32 32 backend")
+            Some("48 48 backend")
         );
         assert_eq!(nonzero(), "");
         for (m, o) in [
@@ -131,7 +131,7 @@ mod tests {
         Spi::run("SET LOCAL ROLE stats_monitor").unwrap();
         assert_eq!(
             one("SELECT count(*)::pg_catalog.text FROM auth.stats").as_deref(),
-            Some("32")
+            Some("48")
         );
         Spi::run("RESET ROLE").unwrap();
     }

@@ -12,7 +12,9 @@ from conftest import ROOT, Cluster
 
 SETTINGS = {"auth.argon2_memory_kib": "1024", "auth.argon2_iterations": "1",
             "auth.max_failed_sign_ins": "2", "auth.lockout_seconds": "600",
-            "auth.refresh_reuse_interval_seconds": "0"}
+            "auth.refresh_reuse_interval_seconds": "0",
+            # Users sign in right after sign-up (confirmation: test_passwordless.py).
+            "auth.require_email_confirmation": "off"}
 
 
 def _cluster_sh(*args):
@@ -64,7 +66,7 @@ def test_cluster_totals_across_connections(preloaded):
         admin.execute("SELECT auth.stats_reset()")
     before, scopes = stats(c)
     assert scopes == {"cluster"}
-    assert len(before) == 32 and set(before.values()) == {0}, before
+    assert len(before) == 48 and set(before.values()) == {0}, before
 
     with c.connect(user="app_user") as a, c.connect(user="app_user") as b, \
             c.connect(user="app_user") as d:

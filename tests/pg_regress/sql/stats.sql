@@ -6,6 +6,8 @@
 \set VERBOSITY terse
 SET auth.argon2_memory_kib = 1024;
 SET auth.argon2_iterations = 1;
+-- Users sign in right after sign-up here (email confirmation: credentials.sql).
+SET auth.require_email_confirmation = off;
 
 -- 1. What there is to graph. A new session starts at zero.
 SELECT metric, outcome, value, scope FROM auth.stats;
