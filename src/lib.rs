@@ -11,6 +11,10 @@
 //!   keys and `auth.sign`: `signing_keys.rs`
 //! * `auth.sign_up` / `sign_in` / `ensure_user` / passwords: `credentials.rs`; sessions,
 //!   `auth.refresh`, `auth.sign_out`: `sessions.rs`; role-claim sync: `roles.rs`
+//! * one-time codes, magic links, recovery, email change, phone codes: `one_time.rs`; TOTP
+//!   MFA: `mfa.rs`; our server secrets: `secrets.rs`
+//! * Citus (`auth.bind` propagation, worker check, local placements): `citus.rs`; `auth.stats`:
+//!   `stats.rs`
 //! * bookkeeping that survives the caller's rollback (lockout, reuse revocation):
 //!   `autonomous.rs`; the audit log: `audit.rs`
 //! * GUCs: `gucs.rs`; the transaction clock: `clock.rs`; error codes → SQLSTATE: `errors.rs`;

@@ -81,19 +81,38 @@ fn hash_key() -> otp::HashKey {
 
 struct Account {
     id: Uuid,
-    email: String,
+    /// Where its messages go: the email (or the phone, for a phone account).
+    address: String,
     confirmed: bool,
     usable: bool,
 }
 
 fn account_by_email(email: &str) -> Option<Account> {
+    account_where(
+        "lower(email) = lower($1)",
+        email,
+        "email",
+        "email_confirmed_at",
+    )
+}
+
+/// The account whose row matches `condition` on `value` ($1), with `address` (its email or
+/// phone) and whether `confirmed_column` is set. Column names are ours, never a caller's.
+fn account_where(
+    condition: &str,
+    value: &str,
+    address: &str,
+    confirmed_column: &str,
+) -> Option<Account> {
     spi::run(|c| {
         let t = c.select(
-            "SELECT id, email, email_confirmed_at IS NOT NULL,
-                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
-               FROM auth.users WHERE lower(email) = lower($1)",
+            &format!(
+                "SELECT id, {address}, {confirmed_column} IS NOT NULL,
+                        deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
+                   FROM auth.users WHERE {condition}"
+            ),
             Some(1),
-            &[email.into()],
+            &[value.into()],
         )?;
         if t.is_empty() {
             return Ok(None);
@@ -101,7 +120,7 @@ fn account_by_email(email: &str) -> Option<Account> {
         let r = t.first();
         Ok::<_, pgrx::spi::Error>(Some(Account {
             id: r.get::<Uuid>(1)?.expect("id is not null"),
-            email: r.get::<String>(2)?.unwrap_or_default(),
+            address: r.get::<String>(2)?.unwrap_or_default(),
             confirmed: r.get::<bool>(3)?.unwrap_or(false),
             usable: r.get::<bool>(4)?.unwrap_or(false),
         }))
@@ -110,25 +129,12 @@ fn account_by_email(email: &str) -> Option<Account> {
 
 /// The account with a pending change to `email` (users.email_change).
 fn account_by_pending_email(email: &str) -> Option<Account> {
-    spi::run(|c| {
-        let t = c.select(
-            "SELECT id, email, email_confirmed_at IS NOT NULL,
-                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
-               FROM auth.users WHERE lower(email_change) = lower($1)",
-            Some(1),
-            &[email.into()],
-        )?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        let r = t.first();
-        Ok::<_, pgrx::spi::Error>(Some(Account {
-            id: r.get::<Uuid>(1)?.expect("id is not null"),
-            email: r.get::<String>(2)?.unwrap_or_default(),
-            confirmed: r.get::<bool>(3)?.unwrap_or(false),
-            usable: r.get::<bool>(4)?.unwrap_or(false),
-        }))
-    })
+    account_where(
+        "lower(email_change) = lower($1)",
+        email,
+        "email",
+        "email_confirmed_at",
+    )
 }
 
 /// Starts changing the bound user's email to `new_email`: a code to the current address and
@@ -157,7 +163,12 @@ pub fn start_email_change(user_id: Uuid, new_email: &str) {
         )?;
         Ok::<_, pgrx::spi::Error>(())
     });
-    if issue_to(&account, Purpose::EmailChangeCurrent, &account.email, true) {
+    if issue_to(
+        &account,
+        Purpose::EmailChangeCurrent,
+        &account.address,
+        true,
+    ) {
         issue_to(&account, Purpose::EmailChangeNew, new_email, false);
     }
 }
@@ -226,7 +237,7 @@ fn confirm_email_change(account: &Account, token_id: &str) -> JsonB {
 /// token of that type, and queues the message. Returns false (and sends nothing) when the
 /// user was sent one less than `auth.otp_min_interval_seconds` ago.
 fn issue(account: &Account, purpose: Purpose) -> bool {
-    issue_to(account, purpose, &account.email, true)
+    issue_to(account, purpose, &account.address, true)
 }
 
 /// [`issue`] to `recipient`; `throttle` false for the second message of one request (an email
@@ -401,7 +412,7 @@ pub fn notify_already_registered(email: &str) {
              SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
             None,
             &[
-                a.email.as_str().into(),
+                a.address.as_str().into(),
                 a.id.into(),
                 (gucs::OTP_EXPIRY_SECONDS.get() as f64).into(),
             ],
@@ -468,90 +479,25 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
     if token.len() > 256 || email.len() > crate::credentials::MAX_EMAIL_LEN {
         invalid_otp();
     }
-    // An email change's code for the new address is verified with the new address.
-    let account = if kind == "email_change" {
-        account_by_email(email).or_else(|| account_by_pending_email(email))
+    // An email change's code for the new address is verified with the new address, and each
+    // of its two codes with the address it was sent to.
+    let (account, recipient) = if kind == "email_change" {
+        (
+            account_by_email(email).or_else(|| account_by_pending_email(email)),
+            Some(email),
+        )
     } else {
-        account_by_email(email)
+        (account_by_email(email), None)
     };
-    let Some(account) = account.filter(|a| a.usable) else {
-        autonomous::run_or_refuse(&[Op::Audit {
-            event: "one_time_token_failed".into(),
-            user_id: None,
-            details: json!({"reason": "no usable account"}),
-        }]);
-        invalid_otp();
-    };
-    let id = account.id.to_string();
-    // Counted (committed by the worker) before anything is judged: fail closed.
-    let answer = autonomous::run_or_refuse(&[Op::ReserveOtp {
-        user_id: id.clone(),
-        token_types: token_types.iter().map(|t| t.to_string()).collect(),
-        max_attempts: gucs::OTP_MAX_ATTEMPTS.get(),
-    }]);
-    let candidates: Vec<OtpCandidate> = answer
-        .into_iter()
-        .next()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_else(|| autonomous::Failure::Failed.refuse());
-    let key = hash_key();
-    let link = !token.bytes().all(|b| b.is_ascii_digit());
-    // An email change's two codes are each verified with the address they were sent to.
-    let matched = candidates
-        .iter()
-        .filter(|c| kind != "email_change" || c.relates_to.to_lowercase() == email.to_lowercase());
-    let matched = matched.into_iter().find(|c| {
-        let stored = if link {
-            c.link_hash.as_deref()
-        } else {
-            Some(c.token_hash.as_str())
-        };
-        stored.is_some_and(|h| {
-            otp::matches(&unhex(h), token, &context(&id, &c.token_type, link), &key)
-        })
-    });
-    let Some(matched) = matched else {
-        autonomous::run_or_refuse(&[Op::Audit {
-            event: "one_time_token_failed".into(),
-            user_id: Some(id),
-            details: json!({"type": kind}),
-        }]);
-        invalid_otp();
-    };
+    let (account, token_id) = judged(account, token_types, token, recipient, kind);
     if kind == "email_change" {
-        let r = confirm_email_change(&account, &matched.id);
+        let r = confirm_email_change(&account, &token_id);
         crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
         return r;
     }
-    // Single use: of concurrent verifications of one code, only the one that deletes the
-    // row signs in.
-    let consumed = spi::run(|c| {
-        let t = c.update(
-            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
-            None,
-            &[matched.id.as_str().into()],
-        )?;
-        if t.is_empty() {
-            return Ok(false);
-        }
-        // Receiving the message proves the address: confirm it. (No now() inside CASE or
-        // COALESCE: Citus refuses that in writes to a reference table.)
-        c.update(
-            "UPDATE auth.users SET email_confirmed_at = now(), updated_at = now()
-              WHERE id = $1 AND email_confirmed_at IS NULL",
-            None,
-            &[account.id.into()],
-        )?;
-        c.update(
-            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
-            None,
-            &[account.id.into()],
-        )?;
-        Ok::<_, pgrx::spi::Error>(true)
-    });
-    if !consumed {
-        invalid_otp();
-    }
+    // Receiving the message proves the address: confirm it.
+    consume(&token_id, account.id, "email_confirmed_at");
+    let link = !token.bytes().all(|b| b.is_ascii_digit());
     let method = match (kind, link) {
         ("recovery", _) => "recovery",
         (_, true) => "magiclink",
@@ -560,6 +506,67 @@ fn verify_otp(email: &str, token: &str, kind: &str) -> JsonB {
     let r = sessions::start_session(account.id, method);
     crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
     r
+}
+
+/// The usable account and the id of its outstanding token that `token` matches, judged as
+/// [`judge`] does; every failure (no usable account, no match) is audited (surviving the
+/// caller's rollback) and raised as INVALID_OTP.
+fn judged(
+    account: Option<Account>,
+    token_types: &[&str],
+    token: &str,
+    recipient: Option<&str>,
+    kind: &str,
+) -> (Account, String) {
+    let account = account.filter(|a| a.usable);
+    let matched = account
+        .as_ref()
+        .and_then(|a| judge(a, token_types, token, recipient));
+    match (account, matched) {
+        (Some(a), Some(id)) => (a, id),
+        (a, _) => {
+            autonomous::run_or_refuse(&[Op::Audit {
+                event: "one_time_token_failed".into(),
+                user_id: a.map(|a| a.id.to_string()),
+                details: json!({"type": kind}),
+            }]);
+            invalid_otp();
+        }
+    }
+}
+
+/// Uses up the token (single use: of concurrent verifications of one code, only the one that
+/// deletes the row goes on), confirms the address it was sent to (`confirmed_column` of
+/// auth.users) and records the sign-in. INVALID_OTP when another verification used it first.
+fn consume(token_id: &str, user_id: Uuid, confirmed_column: &str) {
+    let consumed = spi::run(|c| {
+        let t = c.update(
+            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
+            None,
+            &[token_id.into()],
+        )?;
+        if t.is_empty() {
+            return Ok(false);
+        }
+        // No now() inside CASE or COALESCE: Citus refuses that in writes to a reference table.
+        c.update(
+            &format!(
+                "UPDATE auth.users SET {col} = now(), updated_at = now() WHERE id = $1 AND {col} IS NULL",
+                col = pgrx::spi::quote_identifier(confirmed_column)
+            ),
+            None,
+            &[user_id.into()],
+        )?;
+        c.update(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
+            None,
+            &[user_id.into()],
+        )?;
+        Ok::<_, pgrx::spi::Error>(true)
+    });
+    if !consumed {
+        invalid_otp();
+    }
 }
 
 /// The user's own attributes, for the bound token's user (a token this database issued):
@@ -647,25 +654,7 @@ fn update_user(attributes: JsonB) -> JsonB {
 
 /// The account whose phone is `phone`, with `confirmed` meaning its phone is confirmed.
 fn account_by_phone(phone: &str) -> Option<Account> {
-    spi::run(|c| {
-        let t = c.select(
-            "SELECT id, phone, phone_confirmed_at IS NOT NULL,
-                    deleted_at IS NULL AND (banned_until IS NULL OR banned_until <= now())
-               FROM auth.users WHERE phone = $1",
-            Some(1),
-            &[phone.into()],
-        )?;
-        if t.is_empty() {
-            return Ok(None);
-        }
-        let r = t.first();
-        Ok::<_, pgrx::spi::Error>(Some(Account {
-            id: r.get::<Uuid>(1)?.expect("id is not null"),
-            email: r.get::<String>(2)?.unwrap_or_default(),
-            confirmed: r.get::<bool>(3)?.unwrap_or(false),
-            usable: r.get::<bool>(4)?.unwrap_or(false),
-        }))
-    })
+    account_where("phone = $1", phone, "phone", "phone_confirmed_at")
 }
 
 /// A phone number in E.164 form (`+` and 7 to 15 digits, no leading zero).
@@ -723,48 +712,14 @@ fn verify_phone_otp(phone: &str, token: &str) -> JsonB {
     if token.len() > 16 || phone.len() > 16 {
         invalid_otp();
     }
-    let account = account_by_phone(phone).filter(|a| a.usable);
-    let matched = account.as_ref().and_then(|a| {
-        judge(
-            a,
-            &["confirmation_token", "recovery_token"],
-            token,
-            Some(phone),
-        )
-    });
-    let (Some(account), Some(token_id)) = (account, matched) else {
-        autonomous::run_or_refuse(&[Op::Audit {
-            event: "one_time_token_failed".into(),
-            user_id: None,
-            details: json!({"type": "sms"}),
-        }]);
-        invalid_otp();
-    };
-    let consumed = spi::run(|c| {
-        let t = c.update(
-            "DELETE FROM auth.one_time_tokens WHERE id = $1::pg_catalog.uuid RETURNING 1",
-            None,
-            &[token_id.as_str().into()],
-        )?;
-        if t.is_empty() {
-            return Ok(false);
-        }
-        c.update(
-            "UPDATE auth.users SET phone_confirmed_at = now(), updated_at = now()
-              WHERE id = $1 AND phone_confirmed_at IS NULL",
-            None,
-            &[account.id.into()],
-        )?;
-        c.update(
-            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
-            None,
-            &[account.id.into()],
-        )?;
-        Ok::<_, pgrx::spi::Error>(true)
-    });
-    if !consumed {
-        invalid_otp();
-    }
+    let (account, token_id) = judged(
+        account_by_phone(phone),
+        &["confirmation_token", "recovery_token"],
+        token,
+        Some(phone),
+        "sms",
+    );
+    consume(&token_id, account.id, "phone_confirmed_at");
     let r = sessions::start_session(account.id, "sms");
     crate::stats::ok(crate::stats::OTP_VERIFICATIONS);
     r

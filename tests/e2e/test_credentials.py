@@ -227,6 +227,9 @@ def test_dump_and_restore_keep_users_identities_and_keys(cluster, signer, fast_a
                   for t in tables}
         admin.execute("DROP DATABASE IF EXISTS restored")
         admin.execute("CREATE DATABASE restored")
+        # As on the e2e database (conftest.py): the user signed up with confirmation off.
+        # Database settings are not part of a dump.
+        admin.execute("ALTER DATABASE restored SET auth.require_email_confirmation = off")
     dump = f"{cluster.dir}/e2e.dump"
     env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(cluster.port), PGUSER="postgres")
     subprocess.run([f"{PG_BIN}/pg_dump", "-Fc", "-f", dump, "e2e"], check=True, env=env)

@@ -89,6 +89,8 @@ def as_postgres(*args):
 
 
 def start_cluster(directory, *conf):
+    # These tests sign users in right after sign-up (email confirmation: test_passwordless.py).
+    conf = ("auth.require_email_confirmation = off", *conf)
     port = int(sh(CLUSTER_SH, "start", directory, *conf).stdout.strip())
     return Cluster(directory, port)
 

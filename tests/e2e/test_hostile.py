@@ -115,6 +115,8 @@ DB_SETTINGS = {
     "auth.argon2_memory_kib": "1024",
     "auth.argon2_iterations": "1",
     "auth.refresh_reuse_interval_seconds": "0",
+    # Users sign in right after sign-up (email confirmation: test_passwordless.py).
+    "auth.require_email_confirmation": "off",
 }
 SAFE = "-c search_path=pg_catalog,public -c role=none -c default_transaction_read_only=off"  # superuser connections
 PLAIN = "hostile_plain"  # a LOGIN role without shadows
