@@ -151,7 +151,9 @@ pub fn start_email_change(user_id: Uuid, new_email: &str) {
     let Some(account) = current.and_then(|e| account_by_email(&e)) else {
         invalid_parameter("the user has no email to change");
     };
-    if account_by_email(new_email).is_some() || account_by_pending_email(new_email).is_some() {
+    let taken_by_other = |a: Option<Account>| a.is_some_and(|a| a.id != user_id);
+    if account_by_email(new_email).is_some() || taken_by_other(account_by_pending_email(new_email))
+    {
         notify_already_registered(new_email);
         return;
     }
@@ -436,18 +438,34 @@ fn reset_password_for_email(email: &str) {
     }
 }
 
-/// Sends the sign-up confirmation again (`type` 'signup') to an unconfirmed account. Answers
-/// nothing, the same for every email.
+/// Sends a message again: `type` 'signup', the confirmation of an unconfirmed account;
+/// 'email_change', both codes of the account's pending email change (`email` is its current
+/// address). Answers nothing, the same for every email.
 // SQL in sql/090_one_time_tokens.sql: its argument is named `type`, a Rust keyword.
 #[pg_extern(volatile, security_definer, parallel_unsafe, sql = false)]
 fn resend(email: &str, kind: &str) {
     crate::errors::require_writable("auth.resend");
     check_email(email);
-    if kind != "signup" {
-        invalid_parameter("type must be 'signup'");
-    }
-    if let Some(a) = account_by_email(email).filter(|a| a.usable && !a.confirmed) {
-        issue(&a, Purpose::Signup);
+    match kind {
+        "signup" => {
+            if let Some(a) = account_by_email(email).filter(|a| a.usable && !a.confirmed) {
+                issue(&a, Purpose::Signup);
+            }
+        }
+        "email_change" => {
+            let Some(a) = account_by_email(email).filter(|a| a.usable) else {
+                return;
+            };
+            let pending = Spi::get_one_with_args::<String>(
+                "SELECT email_change FROM auth.users WHERE id = $1",
+                &[a.id.into()],
+            )
+            .or_fail();
+            if let Some(new_email) = pending {
+                start_email_change(a.id, &new_email);
+            }
+        }
+        _ => invalid_parameter("type must be 'signup' or 'email_change'"),
     }
 }
 

@@ -379,8 +379,15 @@ def test_an_email_change_needs_both_addresses(cluster, mail):
         assert update({"email": new})["email"] == old
         got = {m["X-Auth-Kind"]: m for m in mail()}
         assert got["email_change_current"]["To"] == old and got["email_change_new"]["To"] == new
+        # Lost mail: resend 'email_change' sends both codes again; the first ones are void.
+        conn.execute("SELECT auth.resend(%s, 'email_change')", (old,))
+        stale_current, _, _ = code_of(got["email_change_current"])
+        got = {m["X-Auth-Kind"]: m for m in mail()}
+        assert got["email_change_current"]["To"] == old and got["email_change_new"]["To"] == new
         code_current, _, _ = code_of(got["email_change_current"])
         code_new, _, _ = code_of(got["email_change_new"])
+        if stale_current != code_current:
+            assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (old, stale_current)) == "28P01 INVALID_OTP"
         # Each code is verified with the address it was sent to: swapped, neither works.
         if code_new != code_current:
             assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (old, code_new)) == "28P01 INVALID_OTP"
