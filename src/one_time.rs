@@ -253,13 +253,7 @@ fn issue_to(account: &Account, purpose: Purpose, recipient: &str, throttle: bool
     let code_hash = hex(&otp::hash(&code, &context(&id, token_type, false), &key));
     let link_hash = hex(&otp::hash(&link, &context(&id, token_type, true), &key));
     let sent = spi::run(|c| {
-        // One request per user at a time: the user row's lock orders concurrent requests, so
-        // the interval check below sees the one before.
-        c.update(
-            "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
-            None,
-            &[account.id.into()],
-        )?;
+        lock_user(c, account.id)?;
         let recent = c
             .update(
                 "SELECT EXISTS (SELECT 1 FROM auth.one_time_tokens
@@ -297,21 +291,12 @@ fn issue_to(account: &Account, purpose: Purpose, recipient: &str, throttle: bool
                 expiry.into(),
             ],
         )?;
-        c.update(
-            "WITH m AS (
-                INSERT INTO auth.outbox (kind, recipient, user_id, code, link_token, expires_at)
-                VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-                RETURNING id)
-             SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
-            None,
-            &[
-                purpose.kind().into(),
-                recipient.into(),
-                account.id.into(),
-                code.as_str().into(),
-                link.as_str().into(),
-                expiry.into(),
-            ],
+        queue(
+            c,
+            purpose.kind(),
+            recipient,
+            account.id,
+            Some((code.as_str(), link.as_str())),
         )?;
         Ok::<_, pgrx::spi::Error>(true)
     });
@@ -326,6 +311,46 @@ fn issue_to(account: &Account, purpose: Purpose, recipient: &str, throttle: bool
         json!({"kind": purpose.kind()}),
     );
     sent
+}
+
+/// One message request per user at a time: the user row's lock orders concurrent requests, so
+/// an interval check made after it sees the request before.
+fn lock_user(c: &mut pgrx::spi::SpiClient<'_>, user_id: Uuid) -> pgrx::spi::Result<()> {
+    c.update(
+        "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
+        None,
+        &[user_id.into()],
+    )?;
+    Ok(())
+}
+
+/// Queues a message in auth.outbox (in the caller's transaction: a rollback sends nothing) and
+/// announces it with NOTIFY auth_outbox; `code_and_link` is None for a notice without a code.
+fn queue(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    kind: &str,
+    recipient: &str,
+    user_id: Uuid,
+    code_and_link: Option<(&str, &str)>,
+) -> pgrx::spi::Result<()> {
+    let (code, link) = code_and_link.unzip();
+    c.update(
+        "WITH m AS (
+            INSERT INTO auth.outbox (kind, recipient, user_id, code, link_token, expires_at)
+            VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+            RETURNING id)
+         SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
+        None,
+        &[
+            kind.into(),
+            recipient.into(),
+            user_id.into(),
+            code.into(),
+            link.into(),
+            (gucs::OTP_EXPIRY_SECONDS.get() as f64).into(),
+        ],
+    )?;
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -384,11 +409,7 @@ pub fn notify_already_registered(email: &str) {
         return;
     };
     let sent = spi::run(|c| {
-        c.update(
-            "SELECT 1 FROM auth.users WHERE id = $1 FOR UPDATE",
-            None,
-            &[a.id.into()],
-        )?;
+        lock_user(c, a.id)?;
         let recent = c
             .update(
                 "SELECT EXISTS (SELECT 1 FROM auth.audit_log
@@ -406,19 +427,7 @@ pub fn notify_already_registered(email: &str) {
         if recent {
             return Ok(false);
         }
-        c.update(
-            "WITH m AS (
-                INSERT INTO auth.outbox (kind, recipient, user_id, expires_at)
-                VALUES ('already_registered', $1, $2, now() + make_interval(secs => $3))
-                RETURNING id)
-             SELECT pg_catalog.pg_notify('auth_outbox', id::pg_catalog.text) FROM m",
-            None,
-            &[
-                a.address.as_str().into(),
-                a.id.into(),
-                (gucs::OTP_EXPIRY_SECONDS.get() as f64).into(),
-            ],
-        )?;
+        queue(c, "already_registered", &a.address, a.id, None)?;
         Ok::<_, pgrx::spi::Error>(true)
     });
     if sent {
