@@ -49,26 +49,30 @@ pub struct Account {
     pub session_not_after: Option<f64>,
 }
 
-/// One account read: which account (by id or by link), which session, which roles path.
+/// One account read: which account (by id or by link) and which session.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     by_id: Option<[u8; 16]>,
     link: Option<(String, String)>,
     session: Option<[u8; 16]>,
-    path: Option<Vec<String>>,
 }
 
 /// Accounts read in this backend, so that a new token of a known user costs no query: each
-/// entry is used only while its stamp is fresh. Bounded: emptied when full.
+/// entry is used only while its stamp is fresh, and all of them only under the roles claim
+/// they were read with. Bounded: emptied when full.
 const CACHE_ENTRIES: usize = 4096;
-static mut CACHE: Option<std::collections::HashMap<Key, (Freshness, Account)>> = None;
+struct Cache {
+    /// `auth.roles_claim` when the entries were read (the roles they hold depend on it).
+    roles_claim: String,
+    /// Its path inside `raw_app_meta_data`, when the roles claim lives there.
+    path: Option<Vec<String>>,
+    entries: std::collections::HashMap<Key, (Freshness, Account)>,
+}
+static mut CACHE: Option<Cache> = None;
+
 /// Reads the account `ident` acts as under `owner`. `our_session` is the `session_id` claim of
 /// a token signed by one of our own keys (sessions of other issuers are theirs to revoke).
 pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Account {
-    let claim = crate::gucs::roles_claim();
-    let path: Option<Vec<String>> = claim
-        .strip_prefix("app_metadata.")
-        .map(|p| p.split('.').map(String::from).collect());
     let key = Key {
         by_id: match (owner, ident.uid) {
             (Owner::Ours | Owner::Declared, Uid::Uuid(bytes)) => Some(bytes),
@@ -79,7 +83,6 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
             _ => None,
         },
         session: our_session.map(|s| *s.as_bytes()),
-        path,
     };
     if key.by_id.is_none() && key.link.is_none() {
         return Account {
@@ -87,22 +90,39 @@ pub fn load(ident: &Identity, owner: &Owner, our_session: Option<Uuid>) -> Accou
             ..Account::default()
         };
     }
+    let claim = crate::gucs::roles_claim();
     // SAFETY: backends are single-threaded; no reference outlives this function.
     #[allow(static_mut_refs)]
-    let cache = unsafe { CACHE.get_or_insert_with(Default::default) };
-    if let Some((read_at, account)) = cache.get(&key) {
+    let cache = unsafe { CACHE.get_or_insert_with(|| Cache::new(claim)) };
+    if cache.roles_claim != claim {
+        *cache = Cache::new(claim);
+    }
+    if let Some((read_at, account)) = cache.entries.get(&key) {
         if read_at.is_fresh(&TABLES) {
             return account.clone();
         }
     }
     crate::invalidation::watch_all();
     let read_at = Freshness::take(&TABLES);
-    let account = read(&key);
-    if cache.len() >= CACHE_ENTRIES {
-        cache.clear();
+    let account = read(&key, cache.path.as_deref());
+    if cache.entries.len() >= CACHE_ENTRIES {
+        cache.entries.clear();
     }
-    cache.insert(key, (read_at, account.clone()));
+    cache.entries.insert(key, (read_at, account.clone()));
     account
+}
+
+impl Cache {
+    fn new(roles_claim: &str) -> Cache {
+        Cache {
+            roles_claim: roles_claim.to_string(),
+            path: roles_claim
+                .strip_prefix("app_metadata.")
+                .map(|p| p.split('.').map(String::from).collect()),
+            // Sized once: filling it never rehashes, and clearing it keeps the table.
+            entries: std::collections::HashMap::with_capacity(CACHE_ENTRIES),
+        }
+    }
 }
 
 /// `banned_until` and `not_after` as Unix seconds (±infinity kept as such).
@@ -169,8 +189,9 @@ fn text_datum(text: &str) -> pg_sys::Datum {
 }
 
 /// The account `key` names, read by index probes (users by id, identities by (provider,
-/// provider_id), sessions by id) in the caller's snapshot.
-fn read(key: &Key) -> Account {
+/// provider_id), sessions by id) in the caller's snapshot; its roles at `path` inside
+/// `raw_app_meta_data` when the roles claim lives there.
+fn read(key: &Key, path: Option<&[String]>) -> Account {
     let id = match (&key.by_id, &key.link) {
         (Some(id), _) => Some(*id),
         (None, Some((issuer, subject))) => row_lookup::by_unique_index(
@@ -184,7 +205,7 @@ fn read(key: &Key) -> Account {
     let user = id.and_then(|id| {
         row_lookup::by_unique_index(&USER_BY_ID, &[uuid_datum(&id)], |v| {
             let deleted = v[2].is_some();
-            let roles = key.path.as_ref().map(|path| {
+            let roles = path.map(|path| {
                 if deleted {
                     return Vec::new();
                 }

@@ -124,11 +124,11 @@ pub fn policy() -> auth_core::Policy {
     }
 }
 
-pub fn roles_claim() -> String {
+/// `auth.roles_claim`, borrowed from PostgreSQL (see `raw_str`: use it before running SQL).
+pub fn roles_claim() -> &'static str {
     raw_str(&ROLES_CLAIM)
         .and_then(|c| c.to_str().ok())
         .unwrap_or(auth_core::identity::DEFAULT_ROLES_CLAIM)
-        .to_string()
 }
 
 /// The parameters of new hashes. They must stay within the verification caps: a hash we could

@@ -64,7 +64,7 @@ impl Bound {
         kid: Option<String>,
         keys_fingerprint: u64,
     ) -> auth_core::Result<Bound> {
-        let ident = Identity::from_claims(&claims, &gucs::roles_claim())?;
+        let ident = Identity::from_claims(&claims, gucs::roles_claim())?;
         Ok(Bound {
             source: source.to_vec(),
             trusted_request_claims: trusted,

@@ -63,11 +63,13 @@ unsafe fn push_object(state: &mut *mut JsonbParseState, m: &Map<String, Value>) 
     pg_sys::pushJsonbValue(state, Tok::WJB_END_OBJECT, null_mut())
 }
 
+/// A jsonb string pointing at `s` itself, not a copy: pushJsonbValue keeps the pointer and
+/// JsonbValueToJsonb copies the bytes, both while the caller's `Value` is alive.
 unsafe fn string(s: &str) -> JsonbValue {
     let mut jv: JsonbValue = std::mem::zeroed();
     jv.type_ = jbvType::jbvString;
     jv.val.string.len = s.len() as i32;
-    jv.val.string.val = pg_sys::pnstrdup(s.as_ptr().cast(), s.len());
+    jv.val.string.val = s.as_ptr().cast_mut().cast();
     jv
 }
 

@@ -64,7 +64,6 @@ struct Resolved {
     shell: pg_sys::Oid,
     table: pg_sys::Oid,
     index: pg_sys::Oid,
-    keys: Vec<pg_sys::AttrNumber>,
     columns: Vec<usize>,
 }
 
@@ -102,12 +101,30 @@ fn resolve(l: &Lookup) -> &Resolved {
             index_name.to_string_lossy()
         );
     }
+    // The probe names index columns by position: the index must be unique on exactly the key
+    // columns, in their order.
+    let keys: Vec<pg_sys::AttrNumber> = l.keys.iter().map(|k| attnum(k.name)).collect();
+    let indexes_keys = unsafe {
+        let irel = pg_sys::index_open(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let ind = (*irel).rd_index;
+        let indkey = (*ind).indkey.values.as_ptr();
+        let ok = (*ind).indisunique
+            && (*ind).indnkeyatts as usize == keys.len()
+            && keys.iter().enumerate().all(|(i, a)| *indkey.add(i) == *a);
+        pg_sys::index_close(irel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        ok
+    };
+    if !indexes_keys {
+        pgrx::error!(
+            "auth_ext: index {} of the extension is not unique on its key columns",
+            index_name.to_string_lossy()
+        );
+    }
     *slot = Some(Resolved {
         gen,
         shell,
         table,
         index,
-        keys: l.keys.iter().map(|k| attnum(k.name)).collect(),
         columns: l.columns.iter().map(|c| attnum(c) as usize - 1).collect(),
     });
     slot.as_ref().expect("just set")
@@ -126,12 +143,13 @@ pub fn by_unique_index<R>(
     let r = resolve(l);
     unsafe {
         let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len());
-        for ((k, attnum), value) in l.keys.iter().zip(&r.keys).zip(values) {
+        // Keys name index columns: the i-th key column is the index's i-th column.
+        for (i, (k, value)) in l.keys.iter().zip(values).enumerate() {
             let mut sk = std::mem::zeroed::<pg_sys::ScanKeyData>();
             pg_sys::ScanKeyEntryInitialize(
                 &mut sk,
                 0,
-                *attnum,
+                (i + 1) as pg_sys::AttrNumber,
                 pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
                 pg_sys::InvalidOid,
                 k.collation,
@@ -153,34 +171,33 @@ pub fn by_unique_index<R>(
             pg_sys::GetTransactionSnapshot()
         };
         let snapshot = pg_sys::RegisterSnapshot(snapshot);
-        let rel = pg_sys::table_open(r.table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let scan = pg_sys::systable_beginscan(
-            rel,
-            r.index,
-            true,
-            snapshot,
-            scankeys.len() as i32,
-            scankeys.as_mut_ptr(),
-        );
-        let tuple = pg_sys::systable_getnext(scan);
-        let out = if tuple.is_null() {
-            None
-        } else {
-            let desc = (*rel).rd_att;
-            let natts = (*desc).natts as usize;
-            let mut values = vec![pg_sys::Datum::from(0); natts];
-            let mut nulls = vec![true; natts];
-            pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        // An index scan as the executor runs one, both locks kept to the transaction's end as
+        // a query's are (systable_beginscan would release the index lock at every probe).
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(r.table, lock);
+        let index = pg_sys::index_open(r.index, lock);
+        let nkeys = scankeys.len() as i32;
+        let scan = pg_sys::index_beginscan(rel, index, snapshot, nkeys, 0);
+        pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
+        let out = if pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot)
+        {
+            pg_sys::slot_getallattrs(slot);
+            let values = (*slot).tts_values;
+            let nulls = (*slot).tts_isnull;
             let picked: Vec<Option<pg_sys::Datum>> = r
                 .columns
                 .iter()
-                .map(|&i| (!nulls[i]).then_some(values[i]))
+                .map(|&i| (!*nulls.add(i)).then(|| *values.add(i)))
                 .collect();
             Some(read(&picked))
+        } else {
+            None
         };
-        pg_sys::systable_endscan(scan);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
         pg_sys::UnregisterSnapshot(snapshot);
-        // The lock is kept to the transaction's end, as a query's would be.
+        pg_sys::index_close(index, pg_sys::NoLock as pg_sys::LOCKMODE);
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         out
     }

@@ -7,11 +7,13 @@ first_bind_bench.py does), then, in one backend, binds each user's token in turn
 `perf record -g` samples that backend, and prints the top frames by self time.
 
 Usage: benches/sql/profile_first_bind.py [--tokens N] [--alg HS256|ES256] [--top K] [--verify]
+                                          [--children] [--dwarf] [--stat]
 Needs `perf` (Debian: linux-perf) and a release build installed in $PG_BIN's PostgreSQL.
 """
 import argparse
 import base64
 import os
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -25,6 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 ISS = "https://bench.test"
+# One loop per measured call, each over the same server-side token array.
+BODIES = {
+    "loop_alone": "s := length(t)::text;",
+    "loop_jws": "b := auth.verify_jws(t, k);",
+    "loop_verify": "j := auth.verify(t);",
+    "loop_bind": "s := set_config('auth.jwt', t, true); u := auth.uid();",
+}
 
 
 def main():
@@ -36,6 +45,14 @@ def main():
                     help="sort by inclusive time (callees included) instead of self time")
     ap.add_argument("--verify", action="store_true",
                     help="profile auth.verify(token) instead of a bind")
+    ap.add_argument("--stat", action="store_true",
+                    help="CPU time per token (perf stat) of the loop alone, verify_jws, "
+                         "auth.verify and a first bind, each in a fresh backend: for comparing "
+                         "builds (this machine's VM exposes no instruction counters)")
+    ap.add_argument("--runs", type=int, default=5, help="--stat: runs per loop (median)")
+    ap.add_argument("--dwarf", action="store_true",
+                    help="unwind with DWARF (Rust frames lack frame pointers): exact callers, "
+                         "slower sampling")
     a = ap.parse_args()
     if a.alg == "HS256":
         secret = os.urandom(32)
@@ -60,26 +77,50 @@ def main():
             with c.cursor().copy("COPY auth.users (id, email) FROM STDIN") as cp:
                 for s in subs:
                     cp.write_row((s, f"{s}@bench.test"))
-            body = ("j := auth.verify(t);" if a.verify
-                    else "s := set_config('auth.jwt', t, true); u := auth.uid();")
-            c.execute(f"""CREATE FUNCTION bind_all(toks text[]) RETURNS void LANGUAGE plpgsql AS $$
-                DECLARE t text; s text; u uuid; j jsonb;
-                BEGIN FOREACH t IN ARRAY toks LOOP {body} END LOOP; END $$""")
+            # The tokens live in the server, so the profile holds no client parsing (array_in).
+            c.execute("CREATE TABLE prof_tokens (warm text[], toks text[])")
+            c.execute("ALTER TABLE prof_tokens ALTER toks SET STORAGE EXTERNAL")  # no pglz
+            c.execute("INSERT INTO prof_tokens VALUES (%s, %s)", (toks[:50], toks[50:]))
+            c.execute("CREATE TABLE prof_key (k jsonb)")
+            c.execute("INSERT INTO prof_key VALUES (%s)", (psycopg.types.json.Json(jwk),))
+            for name, body in BODIES.items():
+                c.execute(f"""CREATE FUNCTION {name}(toks text[], k jsonb) RETURNS void
+                    LANGUAGE plpgsql AS $$
+                    DECLARE t text; s text; u uuid; j jsonb; b bytea;
+                    BEGIN FOREACH t IN ARRAY toks LOOP {body} END LOOP; END $$""")
+        n = len(toks) - 50
+        if a.stat:
+            print(f"{a.alg}, {n} distinct tokens, a users row each; CPU µs per token of the "
+                  f"backend (perf stat task-clock, loop included), median of {a.runs} "
+                  "interleaved runs, each in a fresh backend")
+            runs = {name: [] for name in BODIES}
+            for _ in range(a.runs):
+                for name in BODIES:
+                    runs[name].append(stat_run(dsn, name) / n)
+            med = {name: statistics.median(v) for name, v in runs.items()}
+            for name, us in med.items():
+                print(f"  {name:<12} {us:7.2f} µs  {us / med['loop_jws']:5.2f}x loop_jws")
+            return
+        fn = "loop_verify" if a.verify else "loop_bind"
         with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute("SELECT bind_all(%s)", (toks[:50],))  # warm: library, key set, plans
+            c.execute(f"SELECT {fn}(warm, k) FROM prof_tokens, prof_key")  # library, keys, plans
             pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
             with tempfile.TemporaryDirectory() as d:
                 data = f"{d}/perf.data"
-                perf = subprocess.Popen(["perf", "record", "-F", "2000", "-g", "-o", data,
+                perf = subprocess.Popen(["perf", "record", "-F", "2000",
+                                         *(["--call-graph", "dwarf,16384"] if a.dwarf else ["-g"]),
+                                         "-o", data,
                                          "-p", str(pid)], stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
                 t0 = time.perf_counter()
-                c.execute("SELECT bind_all(%s)", (toks,))
-                us = (time.perf_counter() - t0) * 1e6 / len(toks)
+                c.execute(f"SELECT {fn}(toks, k) FROM prof_tokens, prof_key")
+                us = (time.perf_counter() - t0) * 1e6 / n
                 perf.send_signal(2)
                 perf.wait()
+                if os.environ.get("KEEP_PERF"):
+                    subprocess.run(["cp", data, os.environ["KEEP_PERF"]])
                 what = "auth.verify calls" if a.verify else "first binds"
-                print(f"{a.alg}: {len(toks)} {what}, {us:.1f} µs each (with perf attached)")
+                print(f"{a.alg}: {n} {what}, {us:.1f} µs each (with perf attached)")
                 rep = subprocess.run(["perf", "report", "-i", data,
                                       "--children" if a.children else "--no-children", "--stdio",
                                       "--sort", "symbol", "-g", "none", "--percent-limit", "0.5"],
@@ -87,6 +128,25 @@ def main():
                 lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
                 print("\n".join(lines[:a.top]))
 
+
+def stat_run(dsn, fn):
+    """CPU µs (perf stat task-clock) of one fresh backend running `fn` over the tokens."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"SELECT {fn}(warm, k) FROM prof_tokens, prof_key")
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with tempfile.TemporaryDirectory() as d:
+            out = f"{d}/stat"
+            perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "task-clock",
+                                     "-o", out, "-p", str(pid)])
+            time.sleep(0.3)
+            c.execute(f"SELECT {fn}(toks, k) FROM prof_tokens, prof_key")
+            perf.send_signal(2)
+            perf.wait()
+            for line in open(out):
+                f = line.split(",")
+                if len(f) > 2 and f[2].startswith("task-clock"):
+                    return float(f[0]) * 1000  # msec -> µs
+    raise RuntimeError("perf stat printed no task-clock")
 
 if __name__ == "__main__":
     main()

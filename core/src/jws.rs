@@ -51,10 +51,8 @@ pub fn parse_compact(token: &str, max_bytes: usize) -> Result<Compact<'_>> {
     if h.is_empty() {
         return Err(AuthError::invalid_token("token has an empty header"));
     }
-    let header_bytes = b64::decode(h)
-        .ok_or_else(|| AuthError::invalid_token("header is not canonical unpadded base64url"))?;
     // The header first, so that an unsigned alg:none token is reported as such.
-    let header = parse_header(&header_bytes)?;
+    let header = header_of_segment(h)?;
     // An empty payload is a valid JWS (and then not a valid JWT: claims parsing refuses it).
     if s.is_empty() {
         return Err(AuthError::invalid_token("token has no signature"));
@@ -68,6 +66,30 @@ pub fn parse_compact(token: &str, max_bytes: usize) -> Result<Compact<'_>> {
         payload_b64: p,
         signature,
     })
+}
+
+thread_local! {
+    /// The header segment parsed last and its result: an issuer's tokens share one header, so
+    /// most tokens skip decoding and parsing it. One entry, at most `max_bytes` long.
+    static LAST_HEADER: std::cell::RefCell<Option<(String, Header)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The header of the base64url header segment `h` (`parse_header` of its bytes).
+fn header_of_segment(h: &str) -> Result<Header> {
+    let cached = LAST_HEADER.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(segment, _)| segment == h)
+            .map(|(_, header)| header.clone())
+    });
+    if let Some(header) = cached {
+        return Ok(header);
+    }
+    let bytes = b64::decode(h)
+        .ok_or_else(|| AuthError::invalid_token("header is not canonical unpadded base64url"))?;
+    let header = parse_header(&bytes)?;
+    LAST_HEADER.set(Some((h.to_string(), header.clone())));
+    Ok(header)
 }
 
 /// Decodes and checks the payload segment (only after the signature has been verified).
@@ -186,6 +208,27 @@ mod tests {
                 Ok(_) => assert_eq!(why, "HS256", "{h} accepted"),
             }
         }
+    }
+
+    #[test]
+    fn the_last_header_is_reused_only_for_the_same_segment() {
+        let good = tok(r#"{"alg":"HS256","kid":"a"}"#, "{}", b"s");
+        let other = tok(r#"{"alg":"ES256","kid":"b"}"#, "{}", b"s");
+        // Same JSON, another encoding of it: not the cached segment, parsed on its own.
+        let spaced = tok(r#"{"alg":"HS256", "kid":"a"}"#, "{}", b"s");
+        let none = tok(r#"{"alg":"none","kid":"a"}"#, "{}", b"s");
+        let kid = |t: &str| parse_compact(t, 8192).unwrap().header.kid;
+        for _ in 0..2 {
+            assert_eq!(kid(&good), Some("a".into()));
+            assert!(parse_compact(&none, 8192).is_err());
+            assert_eq!(kid(&good), Some("a".into()));
+            assert_eq!(parse_compact(&other, 8192).unwrap().header.alg, Alg::ES256);
+            assert_eq!(kid(&spaced), Some("a".into()));
+        }
+        // A refused header is never remembered: the same segment is refused again.
+        let bad = tok(r#"{"alg":"HS256","crit":["x"]}"#, "{}", b"s");
+        assert!(parse_compact(&bad, 8192).is_err());
+        assert!(parse_compact(&bad, 8192).is_err());
     }
 
     #[test]
