@@ -47,9 +47,12 @@ claim checks, account, bind bookkeeping) is the ratio. The anchor is pgjwt's ver
 url_decode/url_encode/algorithm_sign, hmac() from pgcrypto, regexp_split_to_array, the
 nbf/exp range — in PL/pgSQL, plus the iss/aud/exp-required checks auth.verify makes, so that
 both sides do the same job. For ES256/RS256/EdDSA the first-bind target is relative to the
-core's raw verify (`cargo bench -p auth_core --bench verify`, not run here): pass those figures
-as --core-us ES256=…,RS256=…,EdDSA=…; without them the SQL figures are compared with
-verify_jws of the same tokens (which also parses the JWK on each call).
+core's raw verify: criterion's median for auth_core (`cargo bench -p auth_core --bench verify`,
+those three algorithms), run by this script just before and just after the SQL tables (this
+machine's speed drifts by ±20% within minutes); the tables use the first, and a closing line
+gives the last table's first binds against the mean of both. `--core-us ES256=…,RS256=…,EdDSA=…`
+gives the figures instead; `--core-us ''` compares with verify_jws of the same tokens (which
+also parses the JWK on each call).
 
 pgbench transaction (4 statements, `-M simple`, 4 clients, -T --seconds, median of 2 runs):
   BEGIN; SELECT set_config('auth.jwt', t, true) FROM (SELECT token AS t FROM bench_tokens
@@ -83,7 +86,7 @@ import uuid
 
 import jwt
 import psycopg
-from benchlib import PG_BIN, SCAN_CONF, throwaway_cluster
+from benchlib import PG_BIN, ROOT, SCAN_CONF, throwaway_cluster
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -199,9 +202,26 @@ def parse_core_us(text):
     out = {}
     for part in text.split(","):
         alg, _, us = part.partition("=")
-        if alg.strip() not in ("ES256", "RS256", "EdDSA"):
+        if alg.strip() not in CORE_ALGS:
             raise SystemExit(f"--core-us: unknown algorithm {alg!r}")
         out[alg.strip()] = float(us)
+    return out
+
+
+CORE_ALGS = ("ES256", "RS256", "EdDSA")
+
+
+def core_us(smoke):
+    """The core's raw verify per algorithm, µs: criterion's median for auth_core (`cargo bench
+    -p auth_core --bench verify`, these three algorithms only), run now, on this machine."""
+    env = dict(os.environ, **({"AUTH_BENCH_SMOKE": "1"} if smoke else {}))
+    subprocess.run(["cargo", "bench", "-q", "-p", "auth_core", "--bench", "verify", "--",
+                    f"verify_({'|'.join(CORE_ALGS)})/auth_core"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    out = {}
+    for alg in CORE_ALGS:
+        est = ROOT / "target/criterion" / f"verify_{alg}" / "auth_core/new/estimates.json"
+        out[alg] = json.loads(est.read_text())["median"]["point_estimate"] / 1000
     return out
 
 
@@ -213,8 +233,9 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: 300 tokens, 1 run, 1 s pgbench")
     ap.add_argument("--with-users", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the table with an auth.users row per subject (default on)")
-    ap.add_argument("--core-us", type=parse_core_us, default={},
-                    help="the core's raw verify, µs: ES256=…,RS256=…,EdDSA=…")
+    ap.add_argument("--core-us", type=parse_core_us, default=None,
+                    help="the core's raw verify, µs: ES256=…,RS256=…,EdDSA=… (default: measured "
+                         "with criterion in this run, before and after the SQL tables)")
     args = ap.parse_args()
     # Each run of a row already averages N calls; 3 runs keep the full run within ~3 minutes
     # even at 0.1.0's speeds (≈ 2.5 ms of calls per token over all rows, twice).
@@ -316,23 +337,41 @@ def run(port, d, args):
             conn.execute(q, (kind, warm[alg], jwks[alg], secret))
             return conn.execute(q, (kind, toks[alg], jwks[alg], secret)).fetchone()[0]
 
+    last_us = {}
+
     def table(label):
         times = {name: [] for name in rows}
         for _ in range(args.runs):  # interleaved
             for name, (kind, alg) in rows.items():
                 times[name].append(measure(kind, alg))
         us = {name: statistics.median(v) for name, v in times.items()}
+        last_us.update(us)
         print(f"\n{label}: {args.tokens} distinct tokens per algorithm, median of {args.runs} run{'s' if args.runs > 1 else ''}, "
               f"us per token (in-server loop, loop cost included)")
         report(us, args.core_us)
 
     print(f"\nauth_ext {version}: first verification of a new token through SQL")
+    core_before = None
+    if args.core_us is None:
+        # Measured on either side of the SQL tables, so that the ratios compare figures of
+        # the same minutes on this shared machine; their mean is the baseline.
+        core_before = core_us(args.smoke)
+        args.core_us = core_before
     table("token path only (no auth.users rows)")
     if args.with_users:
         every = [s for alg in ALGS for s in subs[alg]]
         admin.execute("INSERT INTO auth.users (id) SELECT unnest(%s::uuid[])", (every,))
         admin.execute("VACUUM ANALYZE auth.users")
         table(f"with an auth.users row per subject ({len(every)} rows)")
+
+    if core_before is not None:
+        core_after = core_us(args.smoke)
+        print("\nthe core's raw verify (criterion, auth_core), µs, before / after the tables: " +
+              ", ".join(f"{a} {core_before[a]:.2f} / {core_after[a]:.2f}" for a in CORE_ALGS))
+        mean = {a: (core_before[a] + core_after[a]) / 2 for a in CORE_ALGS}
+        print("first bind / the mean of the two: " + ", ".join(
+            f"{a} {last_us[f'{a} first bind (set_config + auth.uid())'] / mean[a]:.2f}x"
+            for a in CORE_ALGS) + "  (target <= 1.3x; the last table)")
 
     if args.seconds > 0:
         pgbench(port, d, args, admin, keys)
@@ -358,11 +397,11 @@ def report(us, core_us):
     for alg in ALGS[1:]:
         own = us[f"{alg} auth.verify_jws(token, key)"]
         line(f"{alg} auth.verify_jws(token, key)", "1.00x (baseline)" if alg not in core_us else
-             f"{own / core_us[alg]:.2f}x core {core_us[alg]:g} us")
+             f"{own / core_us[alg]:.2f}x core {core_us[alg]:.2f} us")
         for name in (f"{alg} auth.verify(token)", f"{alg} first bind (set_config + auth.uid())"):
             bind = "first bind" in name
             if alg in core_us:
-                line(name, f"{us[name] / core_us[alg]:.2f}x core {core_us[alg]:g} us", "target <= 1.3x" if bind else "")
+                line(name, f"{us[name] / core_us[alg]:.2f}x core {core_us[alg]:.2f} us", "target <= 1.3x" if bind else "")
             else:
                 line(name, f"{us[name] / own:.2f}x verify_jws",
                      "(target <= 1.3x the core's raw verify: --core-us)" if bind else "")
