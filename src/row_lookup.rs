@@ -180,8 +180,11 @@ pub fn by_unique_index<R>(
         let scan = pg_sys::index_beginscan(rel, index, snapshot, nkeys, 0);
         pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), nkeys, std::ptr::null_mut(), 0);
         let slot = pg_sys::table_slot_create(rel, std::ptr::null_mut());
-        let out = if pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot)
-        {
+        let out = if pg_sys::index_getnext_slot(
+            scan,
+            pg_sys::ScanDirection::ForwardScanDirection,
+            slot,
+        ) {
             pg_sys::slot_getallattrs(slot);
             let values = (*slot).tts_values;
             let nulls = (*slot).tts_isnull;

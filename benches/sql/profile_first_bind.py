@@ -6,7 +6,7 @@ first_bind_bench.py does), then, in one backend, binds each user's token in turn
 (`set_config('auth.jwt', t, true)` + `auth.uid()`, in a PL/pgSQL loop) while
 `perf record -g` samples that backend, and prints the top frames by self time.
 
-Usage: benches/sql/profile_first_bind.py [--tokens N] [--alg HS256|ES256] [--top K] [--verify]
+Usage: benches/sql/profile_first_bind.py [--tokens N] [--alg HS256|ES256|RS256|EdDSA] [--top K] [--verify]
                                           [--children] [--dwarf] [--stat]
 Needs `perf` (Debian: linux-perf) and a release build installed in $PG_BIN's PostgreSQL.
 """
@@ -23,8 +23,8 @@ import uuid
 import jwt
 import psycopg
 from benchlib import SCAN_CONF, throwaway_cluster
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 ISS = "https://bench.test"
 # One loop per measured call, each over the same server-side token array.
@@ -39,7 +39,7 @@ BODIES = {
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=20000)
-    ap.add_argument("--alg", choices=("HS256", "ES256"), default="HS256")
+    ap.add_argument("--alg", choices=("HS256", "ES256", "RS256", "EdDSA"), default="HS256")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--children", action="store_true",
                     help="sort by inclusive time (callees included) instead of self time")
@@ -60,8 +60,14 @@ def main():
                "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}
         sign_key = secret
     else:
-        sign_key = ec.generate_private_key(ec.SECP256R1())
-        jwk = ECAlgorithm.to_jwk(sign_key.public_key(), as_dict=True) | {"kid": "prof", "alg": "ES256"}
+        sign_key, to_jwk = {
+            "ES256": (lambda: ec.generate_private_key(ec.SECP256R1()), ECAlgorithm.to_jwk),
+            "RS256": (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                      RSAAlgorithm.to_jwk),
+            "EdDSA": (ed25519.Ed25519PrivateKey.generate, OKPAlgorithm.to_jwk),
+        }[a.alg]
+        sign_key = sign_key()
+        jwk = to_jwk(sign_key.public_key(), as_dict=True) | {"kid": "prof", "alg": a.alg}
     now = int(time.time())
     subs = [str(uuid.uuid4()) for _ in range(a.tokens)]
     toks = [jwt.encode({"sub": s, "iss": ISS, "aud": "authenticated", "exp": now + 3600,
