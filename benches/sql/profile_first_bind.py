@@ -109,7 +109,8 @@ def main():
             print(f"  {'':<12} {'median':>9} {'ratio':>6} {'min':>9} {'ratio':>6}")
             for name in BODIES:
                 print(f"  {name:<12} {med[name]:6.2f} µs {med[name] / med['loop_jws']:5.2f}x"
-                      f" {low[name]:6.2f} µs {low[name] / low['loop_jws']:5.2f}x")
+                      f" {low[name]:6.2f} µs {low[name] / low['loop_jws']:5.2f}x   runs: "
+                      + " ".join(f"{v:.1f}" for v in runs[name]))
             return
         fn = "loop_verify" if a.verify else "loop_bind"
         with psycopg.connect(dsn, autocommit=True) as c:
