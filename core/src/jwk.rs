@@ -10,6 +10,7 @@
 use crate::alg::Alg;
 use crate::b64;
 use crate::error::{AuthError, Result};
+use crate::parsed_key::{ParsedVerifier, PublicKey};
 use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use jsonwebtoken::crypto::JwtVerifier;
@@ -414,14 +415,29 @@ impl Jwk {
         Ok(key)
     }
 
-    /// A verifier bound to this key and its one algorithm.
+    /// A verifier bound to this key and its one algorithm: public keys parsed once
+    /// (`parsed_key`), secrets through jsonwebtoken's HMAC verifier (which keeps its key).
     pub fn verifier(&self) -> Result<Box<dyn JwtVerifier>> {
-        let key = self.decoding_key()?;
-        (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
-            &self.alg.to_jsonwebtoken(),
-            &key,
-        )
-        .map_err(|_| bad("key rejected by the crypto backend"))
+        let public = match &self.material {
+            Material::Oct(_) => None,
+            Material::Rsa { n, e } => Some(PublicKey::Rsa { n, e }),
+            Material::Ec { x, y, .. } => Some(PublicKey::Ec { x, y }),
+            Material::Okp { x } => {
+                // The one gate every Ed25519 verifier passes (see decoding_key).
+                check_ed25519_public_key(x)?;
+                Some(PublicKey::Ed25519(x))
+            }
+        };
+        match public {
+            Some(key) => ParsedVerifier::new(self.alg, key)
+                .map(|v| Box::new(v) as Box<dyn JwtVerifier>)
+                .ok_or_else(|| bad("key rejected by the crypto backend")),
+            None => (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
+                &self.alg.to_jsonwebtoken(),
+                &self.decoding_key()?,
+            )
+            .map_err(|_| bad("key rejected by the crypto backend")),
+        }
     }
 
     /// The JWK as stored: normalised members only (unknown members dropped), kid and alg explicit.

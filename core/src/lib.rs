@@ -13,6 +13,7 @@ pub mod jwk;
 pub mod jws;
 pub mod keyset;
 pub mod otp;
+pub mod parsed_key;
 pub mod password;
 pub mod random;
 pub mod roles;
