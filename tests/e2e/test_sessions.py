@@ -260,3 +260,24 @@ def test_session_timebox_ends_access_at_its_time(cluster, account):
         assert error_code(held, "SELECT auth.uid()") == "28000 TOKEN_REVOKED"
         assert bound(api, r["access_token"]) == "28000 TOKEN_REVOKED"
         assert error_code(api, "SELECT auth.refresh(%s)", (r["refresh_token"],)) == "28000 TOKEN_REVOKED"
+
+
+def test_account_reads_leave_ddl_in_the_same_transaction_free(cluster, account):
+    """The account read of a bind keeps its locks, as a query does, but no relation open: DDL
+    that refuses tables "in use" still runs after a bind in the same transaction, and the
+    identity is re-read (fail-closed) after the tables change."""
+    email, uid = account
+    with cluster.connect(user="app_user") as app:
+        token = sign_in(app, email)["access_token"]
+    with cluster.connect() as admin:
+        with admin.transaction(force_rollback=True):
+            admin.execute("SELECT set_config('auth.jwt', %s, true)", (token,))
+            assert str(admin.execute("SELECT auth.uid()").fetchone()[0]) == uid
+            admin.execute("REINDEX INDEX auth.users_pkey")
+            admin.execute("REINDEX INDEX auth.sessions_pkey")
+            admin.execute("ALTER TABLE auth.users ALTER COLUMN email SET STATISTICS 200")
+            assert str(admin.execute("SELECT auth.uid()").fetchone()[0]) == uid
+            admin.execute("DELETE FROM auth.sessions WHERE user_id = %s", (uid,))
+            with pytest.raises(psycopg.errors.InvalidAuthorizationSpecification) as e:
+                admin.execute("SELECT auth.uid()")
+            assert e.value.diag.message_primary.startswith("TOKEN_REVOKED")
