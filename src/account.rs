@@ -119,8 +119,9 @@ impl Cache {
             path: roles_claim
                 .strip_prefix("app_metadata.")
                 .map(|p| p.split('.').map(String::from).collect()),
-            // Sized once: filling it never rehashes, and clearing it keeps the table.
-            entries: std::collections::HashMap::with_capacity(CACHE_ENTRIES),
+            // Grown on demand (a backend that sees few users keeps a small table); clearing it
+            // when full keeps the table, so a busy backend stops rehashing.
+            entries: std::collections::HashMap::new(),
         }
     }
 }
