@@ -153,7 +153,12 @@ def test_one_code_is_accepted_once_under_concurrency(cluster, user):
     for t in threads:
         t.join()
     assert results.count("ok") == 1, results
-    assert set(results) - {"ok"} <= {"28P01 INVALID_OTP", "53000 TEMPORARILY_UNAVAILABLE"}, results
+    # Every attempt reserves a failure before its code is judged (fail closed), so 6 attempts
+    # racing the default limit of 5 may see the 6th refused before the winner clears the
+    # count: at most 6 - 5 of them.
+    assert results.count("28000 ACCOUNT_LOCKED") <= 1, results
+    assert set(results) - {"ok"} <= {"28P01 INVALID_OTP", "28000 ACCOUNT_LOCKED",
+                                     "53000 TEMPORARILY_UNAVAILABLE"}, results
 
 
 def test_failed_verifications_are_limited_and_survive_rollback(cluster, user):
