@@ -11,7 +11,6 @@ use crate::alg::Alg;
 use crate::b64;
 use crate::error::{AuthError, Result};
 use crate::parsed_key::{ParsedVerifier, PublicKey};
-use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use jsonwebtoken::crypto::JwtVerifier;
 use jsonwebtoken::DecodingKey;
@@ -313,17 +312,10 @@ impl Jwk {
                 if x.len() != size || y.len() != size {
                     return Err(bad(format!("{crv} coordinates must be {size} bytes each")));
                 }
-                let mut point = Vec::with_capacity(1 + 2 * size);
-                point.push(4);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                let verify_alg = if size == 32 {
-                    &ECDSA_P256_SHA256_FIXED
-                } else {
-                    &ECDSA_P384_SHA384_FIXED
-                };
-                ParsedPublicKey::new(verify_alg, &point)
-                    .map_err(|_| bad(format!("the EC point is not on curve {crv}")))?;
+                // The verifier `Jwk::parse` builds at its end would refuse it too; here for
+                // the precise error.
+                ParsedVerifier::new(alg, PublicKey::Ec { x: &x, y: &y })
+                    .ok_or_else(|| bad(format!("the EC point is not on curve {crv}")))?;
                 let members = json!({"crv": crv, "kty": "EC", "x": x_str, "y": y_str});
                 (
                     alg,
@@ -348,7 +340,7 @@ impl Jwk {
                     }
                 }
                 let (x_str, x) = required_b64(obj, kty, "x")?;
-                // Also checked by `decoding_key`, which every verifier is built through (so a
+                // Also checked by `verifier`, which every verifier is built through (so a
                 // `Jwk` assembled by hand cannot bypass it); here for the early, precise error.
                 check_ed25519_public_key(&x)?;
                 let members = json!({"crv": "Ed25519", "kty": "OKP", "x": x_str});
@@ -396,48 +388,29 @@ impl Jwk {
         self.alg.kty()
     }
 
-    pub fn decoding_key(&self) -> Result<DecodingKey> {
+    /// A verifier bound to this key and its one algorithm: public keys parsed once
+    /// (`parsed_key`), secrets through jsonwebtoken's HMAC verifier (which keeps its key).
+    pub fn verifier(&self) -> Result<Box<dyn JwtVerifier>> {
         let key = match &self.material {
-            Material::Oct(k) => DecodingKey::from_secret(k),
-            Material::Rsa { n, e } => DecodingKey::from_rsa_raw_components(n, e),
-            Material::Ec { x, y, .. } => {
-                DecodingKey::from_ec_components(&b64::encode(x), &b64::encode(y))
-                    .map_err(|_| bad("EC key rejected by the crypto backend"))?
+            Material::Oct(k) => {
+                return (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
+                    &self.alg.to_jsonwebtoken(),
+                    &DecodingKey::from_secret(k),
+                )
+                .map_err(|_| bad("key rejected by the crypto backend"));
             }
+            Material::Rsa { n, e } => PublicKey::Rsa { n, e },
+            Material::Ec { x, y, .. } => PublicKey::Ec { x, y },
             Material::Okp { x } => {
                 // The one gate every Ed25519 verifier passes: Jwk::parse (add_key, import_jwks,
                 // verify with a JWK or JWKS) and KeyEntry::new both build it through here.
                 check_ed25519_public_key(x)?;
-                DecodingKey::from_ed_components(&b64::encode(x))
-                    .map_err(|_| bad("Ed25519 key rejected by the crypto backend"))?
+                PublicKey::Ed25519(x)
             }
         };
-        Ok(key)
-    }
-
-    /// A verifier bound to this key and its one algorithm: public keys parsed once
-    /// (`parsed_key`), secrets through jsonwebtoken's HMAC verifier (which keeps its key).
-    pub fn verifier(&self) -> Result<Box<dyn JwtVerifier>> {
-        let public = match &self.material {
-            Material::Oct(_) => None,
-            Material::Rsa { n, e } => Some(PublicKey::Rsa { n, e }),
-            Material::Ec { x, y, .. } => Some(PublicKey::Ec { x, y }),
-            Material::Okp { x } => {
-                // The one gate every Ed25519 verifier passes (see decoding_key).
-                check_ed25519_public_key(x)?;
-                Some(PublicKey::Ed25519(x))
-            }
-        };
-        match public {
-            Some(key) => ParsedVerifier::new(self.alg, key)
-                .map(|v| Box::new(v) as Box<dyn JwtVerifier>)
-                .ok_or_else(|| bad("key rejected by the crypto backend")),
-            None => (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
-                &self.alg.to_jsonwebtoken(),
-                &self.decoding_key()?,
-            )
-            .map_err(|_| bad("key rejected by the crypto backend")),
-        }
+        ParsedVerifier::new(self.alg, key)
+            .map(|v| Box::new(v) as Box<dyn JwtVerifier>)
+            .ok_or_else(|| bad("key rejected by the crypto backend"))
     }
 
     /// The JWK as stored: normalised members only (unknown members dropped), kid and alg explicit.
@@ -753,19 +726,14 @@ mod tests {
     }
 
     /// Why the refusal matters: under the identity-point key, the crypto backend itself
-    /// (jsonwebtoken over aws-lc, exactly as `verifier` builds it, minus our check) accepts the
-    /// fixed signature R = identity (0x01 then 31 zero bytes), S = 0 for every message. Only
-    /// the check keeps such a key out.
+    /// (aws-lc's parsed Ed25519 key, exactly as `verifier` builds it, minus our check) accepts
+    /// the fixed signature R = identity (0x01 then 31 zero bytes), S = 0 for every message.
+    /// Only the check keeps such a key out.
     #[test]
     fn the_identity_key_would_verify_a_fixed_signature_for_any_message() {
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let key = DecodingKey::from_ed_components(&b64::encode(&identity)).unwrap();
-        let backend = (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
-            &Alg::EdDSA.to_jsonwebtoken(),
-            &key,
-        )
-        .unwrap();
+        let backend = ParsedVerifier::new(Alg::EdDSA, PublicKey::Ed25519(&identity)).unwrap();
         let mut fixed = vec![0u8; 64];
         fixed[0] = 1;
         for msg in [
@@ -774,7 +742,7 @@ mod tests {
             b"any other message",
         ] {
             assert!(
-                jsonwebtoken::signature::Verifier::verify(backend.as_ref(), msg, &fixed).is_ok(),
+                jsonwebtoken::signature::Verifier::verify(&backend, msg, &fixed).is_ok(),
                 "the backend accepts the forgery (if this fails, the backend now refuses it too)"
             );
         }
