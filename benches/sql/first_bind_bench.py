@@ -428,6 +428,66 @@ def report(us, times, core_us):
                      "(target <= 1.3x the core's raw verify: --core-us)" if bind else "")
 
 
+# The pgbench transaction's server side alone: N transactions in one backend (a procedure that
+# commits after each), each binding the next of the 1,000 users' tokens and counting the notes,
+# without auth as in pgbench's baseline. No client, no parse or plan per statement (PL/pgSQL
+# keeps its plans), so what auth adds per transaction is not buried under a round trip.
+TX_LOOP_SQL = r"""
+CREATE PROCEDURE bench.tx_loop(kind text, alg text, n int) LANGUAGE plpgsql AS $$
+DECLARE
+  toks text[];
+  subs text[];
+  c bigint;
+  t0 timestamptz;
+BEGIN
+  SELECT array_agg(b.token ORDER BY b.n), array_agg(b.sub ORDER BY b.n) INTO toks, subs
+    FROM public.bench_tokens b WHERE b.alg = tx_loop.alg;
+  COMMIT;
+  t0 := clock_timestamp();
+  FOR i IN 1..tx_loop.n LOOP
+    IF kind = 'auth' THEN
+      PERFORM set_config('auth.jwt', toks[1 + (i * 7919) % cardinality(toks)], true);
+      SELECT count(*) INTO c FROM public.notes;
+    ELSE
+      PERFORM set_config('bench.uid', subs[1 + (i * 7919) % cardinality(subs)], true);
+      SELECT count(*) INTO c FROM public.notes_trusted;
+    END IF;
+    IF c <> 10 THEN
+      RAISE EXCEPTION 'saw % notes', c;
+    END IF;
+    COMMIT;
+  END LOOP;
+  RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t0) * 1e6 / tx_loop.n;
+END $$;
+GRANT EXECUTE ON PROCEDURE bench.tx_loop TO bench_app;
+"""
+
+
+def tx_loop(port, args):
+    """µs per transaction of bench.tx_loop: without auth, with HS256 and ES256 tokens; median
+    and per-run ratios to the run without auth of the same round (fresh backend per call)."""
+    kinds = {"no auth (bench.uid)": ("none", "HS256"), "auth.jwt, HS256": ("auth", "HS256"),
+             "auth.jwt, ES256": ("auth", "ES256")}
+    n = 500 if args.smoke else 20000
+    times = {k: [] for k in kinds}
+    for _ in range(args.runs):
+        for name, (kind, alg) in kinds.items():
+            with connect(port) as c:
+                notes = []
+                c.add_notice_handler(lambda d: notes.append(float(d.message_primary)))
+                c.execute("CALL bench.tx_loop(%s, %s, %s)", (kind, alg, max(n // 10, 50)))  # warm-up
+                c.execute("CALL bench.tx_loop(%s, %s, %s)", (kind, alg, n))
+                times[name].append(notes[-1])
+    base = "no auth (bench.uid)"
+    print(f"\nthe same transaction's server side, {n} transactions in one backend (a procedure committing "
+          f"after each, no client), median of {args.runs} runs, µs per transaction; ratio = median of each "
+          f"run's own ratio [range]")
+    for name, v in times.items():
+        m, lo, hi = paired(times, name, base)
+        print(f"  {name:<30} {statistics.median(v):8.2f} us  {1 / m:5.2f}x the TPS without auth [{1 / hi:.2f}-{1 / lo:.2f}]"
+              f"  +{statistics.median(v) - statistics.median(times[base]):.2f} us")
+
+
 def busy_seconds():
     """Busy time of all cores since boot, seconds (/proc/stat: all but idle and iowait)."""
     f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -461,6 +521,7 @@ def pgbench(port, d, args, admin, keys, core_us):
             USING (owner = pg_catalog.current_setting('bench.uid')::pg_catalog.uuid);
         GRANT SELECT ON bench_tokens, notes, notes_open, notes_trusted TO bench_app;
     """)
+    admin.execute(TX_LOOP_SQL)
     for t in ("bench_tokens", "notes", "notes_open", "notes_trusted", "auth.users"):
         admin.execute(f"VACUUM ANALYZE {t}")
     tmp = tempfile.mkdtemp(dir=d)
@@ -509,6 +570,7 @@ def pgbench(port, d, args, admin, keys, core_us):
             c.execute("SELECT set_config('auth.jwt', (SELECT token FROM bench_tokens WHERE alg = %s AND n = 7), true)",
                       (alg,))
             assert c.execute("SELECT count(*) FROM notes").fetchone()[0] == NOTES_PER_USER
+    tx_loop(port, args)
     results = {name: [] for name in variants}
     cpu = {name: [] for name in variants}
     for _ in range(PGBENCH_RUNS):  # interleaved
