@@ -465,7 +465,7 @@ GRANT EXECUTE ON PROCEDURE bench.tx_loop TO bench_app;
 
 def tx_loop(port, args):
     """µs per transaction of bench.tx_loop: without auth, with HS256 and ES256 tokens; median
-    and per-run ratios to the run without auth of the same round (fresh backend per call)."""
+    and what each run adds to the run without auth of the same round (fresh backend per call)."""
     kinds = {"no auth (bench.uid)": ("none", "HS256"), "auth.jwt, HS256": ("auth", "HS256"),
              "auth.jwt, ES256": ("auth", "ES256")}
     n = 500 if args.smoke else 20000
@@ -480,18 +480,19 @@ def tx_loop(port, args):
                 times[name].append(notes[-1])
     base = "no auth (bench.uid)"
     print(f"\nthe same transaction's server side, {n} transactions in one backend (a procedure committing "
-          f"after each, no client), median of {args.runs} runs, µs per transaction; ratio = median of each "
-          f"run's own ratio [range]")
+          f"after each, no client), median of {args.runs} runs, µs per transaction; added = the median of "
+          f"each run's difference to the run without auth [range]")
     for name, v in times.items():
-        m, lo, hi = paired(times, name, base)
-        print(f"  {name:<30} {statistics.median(v):8.2f} us  {1 / m:5.2f}x the TPS without auth [{1 / hi:.2f}-{1 / lo:.2f}]"
-              f"  +{statistics.median(v) - statistics.median(times[base]):.2f} us")
+        added = sorted(a - b for a, b in zip(v, times[base]))
+        print(f"  {name:<30} {statistics.median(v):8.2f} us" + (
+            f"  added {statistics.median(added):6.2f} us [{added[0]:.2f} to {added[-1]:.2f}]" if name != base else ""))
 
 
 def busy_seconds():
-    """Busy time of all cores since boot, seconds (/proc/stat: all but idle and iowait)."""
-    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+    """Busy time of all cores since boot, seconds (/proc/stat: user, nice, system, irq, softirq;
+    not idle, iowait, or steal, the time the hypervisor gave to other guests)."""
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in open("/proc/stat").readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def pgbench(port, d, args, admin, keys, core_us):
