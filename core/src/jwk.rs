@@ -312,10 +312,7 @@ impl Jwk {
                 if x.len() != size || y.len() != size {
                     return Err(bad(format!("{crv} coordinates must be {size} bytes each")));
                 }
-                // The verifier `Jwk::parse` builds at its end would refuse it too; here for
-                // the precise error.
-                ParsedVerifier::new(alg, PublicKey::Ec { x: &x, y: &y })
-                    .ok_or_else(|| bad(format!("the EC point is not on curve {crv}")))?;
+                // Whether the point is on the curve is checked by the verifier built at the end.
                 let members = json!({"crv": crv, "kty": "EC", "x": x_str, "y": y_str});
                 (
                     alg,
@@ -340,9 +337,8 @@ impl Jwk {
                     }
                 }
                 let (x_str, x) = required_b64(obj, kty, "x")?;
-                // Also checked by `verifier`, which every verifier is built through (so a
-                // `Jwk` assembled by hand cannot bypass it); here for the early, precise error.
-                check_ed25519_public_key(&x)?;
+                // The key itself is checked by the verifier built at the end
+                // (`check_ed25519_public_key`).
                 let members = json!({"crv": "Ed25519", "kty": "OKP", "x": x_str});
                 (
                     Alg::EdDSA,
@@ -378,8 +374,9 @@ impl Jwk {
             thumbprint,
             material,
         };
-        // Prove now that the crypto backend accepts the key, so verification cannot fail later
-        // for a reason other than the token.
+        // Prove now that the crypto backend accepts the key (EC points on their curve, Ed25519
+        // keys past our gate), so verification cannot fail later for a reason other than the
+        // token.
         jwk.verifier()?;
         Ok(jwk)
     }
@@ -391,26 +388,31 @@ impl Jwk {
     /// A verifier bound to this key and its one algorithm: public keys parsed once
     /// (`parsed_key`), secrets through jsonwebtoken's HMAC verifier (which keeps its key).
     pub fn verifier(&self) -> Result<Box<dyn JwtVerifier>> {
-        let key = match &self.material {
+        let rejected = || bad("key rejected by the crypto backend");
+        // `curve`: an EC key, whose refusal means its point is not on that curve.
+        let (key, curve) = match &self.material {
             Material::Oct(k) => {
                 return (jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.verifier_factory)(
                     &self.alg.to_jsonwebtoken(),
                     &DecodingKey::from_secret(k),
                 )
-                .map_err(|_| bad("key rejected by the crypto backend"));
+                .map_err(|_| rejected());
             }
-            Material::Rsa { n, e } => PublicKey::Rsa { n, e },
-            Material::Ec { x, y, .. } => PublicKey::Ec { x, y },
+            Material::Rsa { n, e } => (PublicKey::Rsa { n, e }, None),
+            Material::Ec { crv, x, y } => (PublicKey::Ec { x, y }, Some(*crv)),
             Material::Okp { x } => {
                 // The one gate every Ed25519 verifier passes: Jwk::parse (add_key, import_jwks,
                 // verify with a JWK or JWKS) and KeyEntry::new both build it through here.
                 check_ed25519_public_key(x)?;
-                PublicKey::Ed25519(x)
+                (PublicKey::Ed25519(x), None)
             }
         };
         ParsedVerifier::new(self.alg, key)
             .map(|v| Box::new(v) as Box<dyn JwtVerifier>)
-            .ok_or_else(|| bad("key rejected by the crypto backend"))
+            .ok_or_else(|| match curve {
+                Some(crv) => bad(format!("the EC point is not on curve {crv}")),
+                None => rejected(),
+            })
     }
 
     /// The JWK as stored: normalised members only (unknown members dropped), kid and alg explicit.
