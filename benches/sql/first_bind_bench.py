@@ -495,7 +495,7 @@ def busy_seconds():
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def pgbench(port, d, args, admin, keys, core_us):
+def pgbench(port, d, args, admin, keys, core_verify_us):
     subs = [str(uuid.uuid4()) for _ in range(PGBENCH_USERS)]
     admin.execute("CREATE TABLE bench_tokens (alg text, n int, token text NOT NULL, sub text NOT NULL, "
                   "PRIMARY KEY (alg, n))")
@@ -590,16 +590,16 @@ def pgbench(port, d, args, admin, keys, core_us):
               f"CPU {statistics.median(cpu[name]):6.1f} us/tx  {target}".rstrip())
     # What ES256 can reach here at best: the transaction without auth plus nothing but one
     # P-256 signature check, at the core's own speed in criterion's loop over one token.
-    if "ES256" in core_us:
+    if "ES256" in core_verify_us:
         base_cpu = statistics.median(cpu[base_name])
         med = {name: statistics.median(v) for name, v in cpu.items()}
         print(f"  CPU added per transaction: ES256 auth {med['auth.jwt, policy owner = auth.uid()'] - base_cpu:.1f} us, "
               f"ES256 verify_jws alone {med[floor_name] - base_cpu:.1f} us, HS256 auth "
-              f"{med['same with HS256 tokens'] - base_cpu:.1f} us; the core's ES256 verify (criterion, the "
-              f"faster of its two runs) {core_us['ES256']:.1f} us")
+              f"{med['same with HS256 tokens'] - base_cpu:.1f} us; the core's ES256 verify (criterion's faster "
+              f"run, or --core-us) {core_verify_us['ES256']:.1f} us")
         print(f"  the best ES256 ratio if nothing but the signature check at criterion's speed were added: "
-              f"{base_cpu:.1f} / ({base_cpu:.1f} + {core_us['ES256']:.1f}) = "
-              f"{base_cpu / (base_cpu + core_us['ES256']):.2f}x")
+              f"{base_cpu:.1f} / ({base_cpu:.1f} + {core_verify_us['ES256']:.1f}) = "
+              f"{base_cpu / (base_cpu + core_verify_us['ES256']):.2f}x")
 
 
 if __name__ == "__main__":
