@@ -61,8 +61,8 @@ END $$;
 
 -- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
 -- ago (kept a day so that a late refresh still reads TOKEN_REVOKED), failed-sign-in records
--- older than the lockout, and (when given) audit rows older than `audit_older_than`. Safe
--- while traffic flows. Returns the counts.
+-- older than the lockout, expired or voided one-time codes, and (when given) audit rows older
+-- than `audit_older_than`. Safe while traffic flows. Returns the counts.
 CREATE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -71,6 +71,7 @@ DECLARE
     n_sessions bigint;
     n_tokens bigint;
     n_failures bigint;
+    n_codes bigint;
     n_audit bigint := 0;
 BEGIN
     DELETE FROM auth.sessions s
@@ -84,10 +85,14 @@ BEGIN
     DELETE FROM auth.failed_sign_ins f
      WHERE coalesce(f.locked_until, f.last_failed_at) < now() - make_interval(secs => lockout);
     GET DIAGNOSTICS n_failures = ROW_COUNT;
+    -- A voided code is expired (not deleted) when voided; see auth.one_time_tokens.
+    DELETE FROM auth.one_time_tokens o WHERE o.expires_at < now();
+    GET DIAGNOSTICS n_codes = ROW_COUNT;
     IF audit_older_than IS NOT NULL THEN
         DELETE FROM auth.audit_log a WHERE a.created_at < now() - audit_older_than;
         GET DIAGNOSTICS n_audit = ROW_COUNT;
     END IF;
     RETURN jsonb_build_object('refresh_tokens', n_tokens, 'sessions', n_sessions,
-                              'failed_sign_ins', n_failures, 'audit_log', n_audit);
+                              'failed_sign_ins', n_failures, 'one_time_tokens', n_codes,
+                              'audit_log', n_audit);
 END $$;

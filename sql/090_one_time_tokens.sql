@@ -27,7 +27,8 @@ CREATE TABLE auth.one_time_tokens (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     -- Beyond GoTrue's shape: the link's hash, the expiry, and the attempts judged so far
-    -- (auth.otp_max_attempts voids the token).
+    -- (auth.otp_max_attempts voids the token: it expires at once, and is deleted by the first
+    -- verification counted within the limit that matches it, or by auth.purge_expired).
     link_hash   text,
     expires_at  timestamptz NOT NULL,
     attempts    integer NOT NULL DEFAULT 0,

@@ -8,6 +8,7 @@
 --  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox,
 --    users.email_change and phone_confirmed_at, sign_in_with_phone_otp, verify_phone_otp, and
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
+--    auth.purge_expired also deletes expired (and voided) one-time codes;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
 --  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously();
@@ -167,7 +168,8 @@ CREATE TABLE auth.one_time_tokens (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     -- Beyond GoTrue's shape: the link's hash, the expiry, and the attempts judged so far
-    -- (auth.otp_max_attempts voids the token).
+    -- (auth.otp_max_attempts voids the token: it expires at once, and is deleted by the first
+    -- verification counted within the limit that matches it, or by auth.purge_expired).
     link_hash   text,
     expires_at  timestamptz NOT NULL,
     attempts    integer NOT NULL DEFAULT 0,
@@ -198,6 +200,44 @@ REVOKE ALL ON auth.one_time_tokens, auth.outbox FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('auth.one_time_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('auth.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('auth.outbox_id_seq', '');
+
+-- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
+-- ago (kept a day so that a late refresh still reads TOKEN_REVOKED), failed-sign-in records
+-- older than the lockout, expired or voided one-time codes, and (when given) audit rows older
+-- than `audit_older_than`. Safe while traffic flows. Returns the counts.
+CREATE OR REPLACE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lockout pg_catalog.float8 :=
+        coalesce(nullif(current_setting('auth.lockout_seconds', true), ''), '900')::pg_catalog.float8;
+    n_sessions bigint;
+    n_tokens bigint;
+    n_failures bigint;
+    n_codes bigint;
+    n_audit bigint := 0;
+BEGIN
+    DELETE FROM auth.sessions s
+     WHERE coalesce(s.revoked_at, s.not_after) < now() - interval '1 day'
+        OR (s.created_at < now() - interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM auth.refresh_tokens rt
+                             WHERE rt.session_id = s.id AND rt.expires_at > now() - interval '1 day'));
+    GET DIAGNOSTICS n_sessions = ROW_COUNT;
+    DELETE FROM auth.refresh_tokens rt WHERE rt.expires_at < now();
+    GET DIAGNOSTICS n_tokens = ROW_COUNT;
+    DELETE FROM auth.failed_sign_ins f
+     WHERE coalesce(f.locked_until, f.last_failed_at) < now() - make_interval(secs => lockout);
+    GET DIAGNOSTICS n_failures = ROW_COUNT;
+    -- A voided code is expired (not deleted) when voided; see auth.one_time_tokens.
+    DELETE FROM auth.one_time_tokens o WHERE o.expires_at < now();
+    GET DIAGNOSTICS n_codes = ROW_COUNT;
+    IF audit_older_than IS NOT NULL THEN
+        DELETE FROM auth.audit_log a WHERE a.created_at < now() - audit_older_than;
+        GET DIAGNOSTICS n_audit = ROW_COUNT;
+    END IF;
+    RETURN jsonb_build_object('refresh_tokens', n_tokens, 'sessions', n_sessions,
+                              'failed_sign_ins', n_failures, 'one_time_tokens', n_codes,
+                              'audit_log', n_audit);
+END $$;
 
 -- The two flows whose argument is named `type` (Supabase's name, a Rust keyword): declared
 -- here over the library's functions (src/one_time.rs).

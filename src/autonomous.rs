@@ -45,8 +45,10 @@ pub enum Op {
         reason: String,
     },
     /// Counts one attempt at the user's outstanding one-time tokens of `token_types` before
-    /// the code is judged; a token whose attempts exceed `max_attempts` is voided (deleted,
-    /// audited). Answers the tokens that may still be judged ([`OtpCandidate`]).
+    /// the code is judged; a token whose attempts reached `max_attempts` is voided (audited,
+    /// and expired rather than deleted: an attempt counted within the limit may be judging it
+    /// right now, and may still use it). Answers the tokens that may still be judged
+    /// ([`OtpCandidate`]).
     ReserveOtp {
         user_id: String,
         token_types: Vec<String>,
@@ -302,21 +304,17 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
             // enum's text) next to a column, and in RETURNING, in writes to a reference table.
             let t = client.update(
                 "SELECT id::pg_catalog.text, token_type::pg_catalog.text, token_hash, link_hash,
-                        attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>) $3, relates_to
+                        attempts, relates_to
                    FROM auth.one_time_tokens
                   WHERE user_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid
                     AND token_type::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
-                    AND expires_at OPERATOR(pg_catalog.>) now()
+                    AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now()
                   ORDER BY id FOR UPDATE",
                 None,
-                &[
-                    user_id.as_str().into(),
-                    token_types.clone().into(),
-                    (*max_attempts).into(),
-                ],
+                &[user_id.as_str().into(), token_types.clone().into()],
             )?;
             let mut open = Vec::new();
-            let mut voided = Vec::new();
+            let mut voiding = Vec::new();
             for row in t {
                 let c = OtpCandidate {
                     id: row.get::<String>(1)?.unwrap_or_default(),
@@ -325,10 +323,10 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                     link_hash: row.get::<String>(4)?,
                     relates_to: row.get::<String>(6)?.unwrap_or_default(),
                 };
-                if row.get::<bool>(5)?.unwrap_or(true) {
-                    voided.push(c);
-                } else {
+                if row.get::<i32>(5)?.unwrap_or(i32::MAX) < *max_attempts {
                     open.push(c);
+                } else {
+                    voiding.push(c);
                 }
             }
             let counted: Vec<String> = open.iter().map(|c| c.id.clone()).collect();
@@ -338,9 +336,13 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 None,
                 &[counted.into()],
             )?;
-            for c in &voided {
+            // Voided by expiring, not deleting: the first verification that deletes the row
+            // signs in, and one counted within the limit may not have got there yet. Expired,
+            // the row is invisible to every later attempt, and auth.purge_expired removes it.
+            for c in &voiding {
                 client.update(
-                    "DELETE FROM auth.one_time_tokens WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
+                    "UPDATE auth.one_time_tokens SET expires_at = pg_catalog.now()
+                      WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
                     None,
                     &[c.id.as_str().into()],
                 )?;

@@ -187,10 +187,26 @@ def test_guessing_stops_after_the_limit_even_with_rollbacks(cluster, mail):
             "SELECT event FROM auth.audit_log WHERE user_id = %s ORDER BY id", (uid,))]
         assert events.count("one_time_token_failed") == 6
         assert events.count("one_time_token_voided") == 1
+        # Voided by expiring (an attempt counted within the limit may still use it), and gone
+        # with auth.purge_expired.
+        assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s AND expires_at > now()",
+                             (uid,)).fetchone()[0] == 0
+        assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s", (uid,)).fetchone()[0] == 1
+        assert admin.execute("SELECT auth.purge_expired()").fetchone()[0]["one_time_tokens"] >= 1
         assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s", (uid,)).fetchone()[0] == 0
+    # A new code works again.
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
+        [msg] = mail()
+        code, _, _ = code_of(msg)
+        assert conn.execute("SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)).fetchone()[0]["user"]["id"] == str(uid)
 
 
-def test_one_code_signs_in_once_under_concurrency(cluster, mail):
+@pytest.mark.parametrize("max_attempts", [5, 1])
+def test_one_code_signs_in_once_under_concurrency(cluster, mail, max_attempts):
+    # With a limit below the number of racers, later attempts void the code while one counted
+    # within the limit is still judging it: that one must still sign in (a voided code
+    # expires; it is not deleted under the attempt that may use it).
     addr = fresh_email()
     with cluster.connect(user="app_user", autocommit=True) as conn:
         conn.execute("SELECT auth.sign_in_with_otp(%s)", (addr,))
@@ -204,11 +220,18 @@ def test_one_code_signs_in_once_under_concurrency(cluster, mail):
             barrier.wait()
             results.append(sqlerror(c, "SELECT auth.verify_otp(%s, %s, 'email')", (addr, code)))
 
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with cluster.connect(autocommit=True) as admin:
+        # Superuser-only (PGC_SUSET): a caller cannot raise its own guess budget.
+        admin.execute(f"ALTER ROLE app_user SET auth.otp_max_attempts = {max_attempts}")
+    try:
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        with cluster.connect(autocommit=True) as admin:
+            admin.execute("ALTER ROLE app_user RESET auth.otp_max_attempts")
     # Exactly one signs in. The others are refused: the code is used, or (fail closed) no
     # bookkeeping worker slot was free for them (max_worker_processes is 8 here).
     assert results.count("ok") == 1, results
@@ -400,6 +423,35 @@ def test_an_email_change_needs_both_addresses(cluster, mail):
         assert r2["user"]["id"] == uid and r2["user"]["email"] == new and r2["user"]["email_confirmed_at"]
         assert conn.execute("SELECT auth.sign_in(%s, 'change me 123')", (new,)).fetchone()[0]["user"]["id"] == uid
         assert sqlerror(conn, "SELECT auth.sign_in(%s, 'change me 123')", (old,)) == "28P01 INVALID_CREDENTIALS"
+
+
+def test_guessing_one_address_code_voids_the_whole_email_change(cluster, mail):
+    # Someone holding the user's session starts a change to an address they read, and guesses
+    # the code sent to the user's address until it is void: the change cannot complete with
+    # the new address's code alone, also after auth.purge_expired removed the voided rows.
+    old, new = fresh_email(), fresh_email()
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        uid = str(conn.execute("SELECT auth.sign_up(%s, 'change me 123')", (old,)).fetchone()[0])
+        t = conn.execute("SELECT auth.sign_in(%s, 'change me 123')", (old,)).fetchone()[0]
+        mail()
+        with conn.transaction():
+            conn.execute("SELECT auth.bind(%s)", (t["access_token"],))
+            conn.execute("SELECT auth.update_user(%s)", (json.dumps({"email": new}),))
+        got = {m["X-Auth-Kind"]: m for m in mail()}
+        code_current, _, _ = code_of(got["email_change_current"])
+        code_new, _, _ = code_of(got["email_change_new"])
+        wrong = f"{(int(code_current) + 1) % 1000000:06d}"
+        for _ in range(6):
+            assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (old, wrong)) == "28P01 INVALID_OTP"
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (new, code_new)) == "28P01 INVALID_OTP"
+        with cluster.connect(autocommit=True) as admin:
+            admin.execute("SELECT auth.purge_expired()")
+            assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s",
+                                 (uid,)).fetchone()[0] == 0
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (new, code_new)) == "28P01 INVALID_OTP"
+        assert sqlerror(conn, "SELECT auth.verify_otp(%s, %s, 'email_change')", (old, code_current)) == "28P01 INVALID_OTP"
+        with cluster.connect(autocommit=True) as admin:
+            assert admin.execute("SELECT email FROM auth.users WHERE id = %s", (uid,)).fetchone()[0] == old
 
 
 def test_phone_sign_in_by_sms_code(cluster, mail):
