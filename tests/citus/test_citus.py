@@ -22,6 +22,8 @@ What the suite proves, test by test (the numbers follow the brief of issue 12):
 - 7: Citus refuses policies with subqueries; the documented form `owner = auth.uid()` works.
 - 8: 16 concurrent connections, one user each, never see another user's rows.
 - The token travels as a bind parameter, never in the SQL text.
+- A one-time code guessed past its limit is voided (expired by the bookkeeping worker) and
+  `auth.purge_expired` deletes it, on a reference table.
 
 Each assertion compares exact row sets with the rows the fixtures inserted (kept in
 `citus.notes` / `citus.notes2`); every refusal is checked for its SQLSTATE, its code and the
@@ -31,12 +33,15 @@ import pathlib
 import re
 import threading
 import time
+import uuid
 
 import jwt
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from conftest import PASSWORD
 
 
 NOTES = "SELECT owner::text, body FROM notes"
@@ -710,3 +715,35 @@ def test_mfa_aal2_reaches_the_workers(citus):
         with conn.transaction():
             bind(conn, r["access_token"])
             assert rows(conn, "SELECT secret FROM vault") == []
+
+
+def test_one_time_code_voided_by_guessing_and_purged_on_reference_tables(citus):
+    """The bookkeeping worker voids a guessed code by expiring its row, and
+    auth.purge_expired deletes it: both are writes to a reference table on Citus."""
+    email = f"void-{uuid.uuid4().hex[:8]}@citus.test"
+    with citus.app() as conn:
+        conn.execute("SELECT auth.sign_up(%s, %s)", (email, PASSWORD))
+        with citus.admin() as admin:
+            code = admin.execute("SELECT code FROM auth.outbox WHERE recipient = %s AND kind = 'signup'",
+                                 (email,)).fetchone()[0]
+        wrong = f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
+        for _ in range(5):
+            assert refusal(conn, "SELECT auth.verify_otp(%s, %s, 'signup')", (email, wrong)) == \
+                ("28P01", "INVALID_OTP", None)
+        # The right code after the limit: void.
+        assert refusal(conn, "SELECT auth.verify_otp(%s, %s, 'signup')", (email, code)) == \
+            ("28P01", "INVALID_OTP", None)
+    with citus.admin() as admin:
+        uid = admin.execute("SELECT id FROM auth.users WHERE email = %s", (email,)).fetchone()[0]
+        assert admin.execute("SELECT count(*) FILTER (WHERE expires_at <= now()), count(*) "
+                             "FROM auth.one_time_tokens WHERE user_id = %s", (uid,)).fetchone() == (1, 1)
+        assert admin.execute("SELECT count(*) FROM auth.audit_log WHERE user_id = %s "
+                             "AND event = 'one_time_token_voided'", (uid,)).fetchone()[0] == 1
+        assert admin.execute("SELECT auth.purge_expired()").fetchone()[0]["one_time_tokens"] >= 1
+        assert admin.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s",
+                             (uid,)).fetchone()[0] == 0
+        # The reference table's copies on the workers agree.
+        for w in citus.workers:
+            with citus.connect(w) as wc:
+                assert wc.execute("SELECT count(*) FROM auth.one_time_tokens WHERE user_id = %s",
+                                  (uid,)).fetchone()[0] == 0
