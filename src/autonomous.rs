@@ -362,11 +362,12 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
             max_failures,
             window_seconds,
         } => {
-            // The row exists before it is locked, so concurrent first attempts queue on it.
+            // The row exists and is locked in one statement, so concurrent first attempts
+            // queue on it, and no success or purge can delete it between insert and lock.
             client.update(
-                "INSERT INTO auth.mfa_failed_verifications (factor_id, user_id, failed_count, window_started_at)
+                "INSERT INTO auth.mfa_failed_verifications AS f (factor_id, user_id, failed_count, window_started_at)
                  VALUES ($1::pg_catalog.uuid, $2::pg_catalog.uuid, 0, now())
-                 ON CONFLICT (factor_id) DO NOTHING",
+                 ON CONFLICT (factor_id) DO UPDATE SET factor_id = f.factor_id",
                 None,
                 &[factor_id.as_str().into(), user_id.as_str().into()],
             )?;

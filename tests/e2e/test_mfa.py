@@ -208,3 +208,34 @@ def test_factors_and_their_secrets_are_private(cluster, user):
         # Anonymous callers have no factors to enroll or list.
         assert err(conn, "SELECT auth.mfa_list_factors()").startswith("28000")
         assert err(conn, "SELECT auth.mfa_enroll()").startswith("28000")
+
+
+def test_purge_expired_removes_old_challenges_and_ended_failure_windows(cluster, user):
+    _, uid, t1 = user
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        fid, totp, _ = enroll(conn, t1["access_token"])
+        wrong = f"{(int(totp.now()) + 500000) % 1000000:06d}"
+        # A failed verification rolls its own challenge back; its count survives (the worker).
+        assert verify_err(conn, t1["access_token"], fid, wrong) == "28P01 INVALID_OTP"
+        old = as_user(conn, t1["access_token"], "SELECT auth.mfa_challenge(%s)", (fid,))["id"]
+        as_user(conn, t1["access_token"], "SELECT auth.mfa_challenge(%s)", (fid,))
+    with cluster.connect(autocommit=True) as admin:
+        def left():
+            return admin.execute(
+                "SELECT (SELECT count(*) FROM auth.mfa_challenges WHERE factor_id = %(f)s),"
+                "       (SELECT count(*) FROM auth.mfa_failed_verifications WHERE factor_id = %(f)s)",
+                {"f": fid}).fetchone()
+        assert left() == (2, 1)
+        # Nothing current is touched.
+        admin.execute("SELECT auth.purge_expired()")
+        assert left() == (2, 1)
+        # One challenge two days old, the failure window ended.
+        admin.execute("UPDATE auth.mfa_challenges SET created_at = now() - interval '2 days' WHERE id = %s", (old,))
+        admin.execute("UPDATE auth.mfa_failed_verifications SET window_started_at = now() - interval '301 seconds' "
+                      "WHERE factor_id = %s", (fid,))
+        counts = admin.execute("SELECT auth.purge_expired()").fetchone()[0]
+        assert counts["mfa_challenges"] >= 1 and counts["mfa_failed_verifications"] >= 1, counts
+        assert left() == (1, 0)
+    # The factor still verifies, from a count of zero.
+    with cluster.connect(user="app_user", autocommit=True) as conn:
+        assert claims(verify(conn, t1["access_token"], fid, totp.now())["access_token"])["aal"] == "aal2"

@@ -233,7 +233,8 @@ def test_purge_while_traffic_flows(cluster, account):
         for _ in range(5):
             admin.execute("UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 hour' WHERE rotated_at IS NOT NULL")
             counts = admin.execute("SELECT auth.purge_expired(interval '1 year')").fetchone()[0]
-            assert set(counts) == {"refresh_tokens", "sessions", "failed_sign_ins", "one_time_tokens", "audit_log"}
+            assert set(counts) == {"refresh_tokens", "sessions", "failed_sign_ins", "one_time_tokens",
+                                   "mfa_challenges", "mfa_failed_verifications", "audit_log"}
             purged += counts["refresh_tokens"]
             before = refreshes[0]
             while refreshes[0] < before + 5 and t.is_alive():
