@@ -61,9 +61,9 @@ END $$;
 
 -- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
 -- ago (kept a day so that a late refresh still reads TOKEN_REVOKED), failed-sign-in records
--- older than the lockout, expired or voided one-time codes, MFA challenges over a day old, MFA
--- failure counts whose window ended, and (when given) audit rows older than
--- `audit_older_than`. Safe while traffic flows. Returns the counts.
+-- older than the lockout, expired or voided one-time codes, MFA challenges and MFA failure
+-- counts over a day old, and (when given) audit rows older than `audit_older_than`. Safe while
+-- traffic flows. Returns the counts.
 CREATE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -73,8 +73,6 @@ DECLARE
     n_tokens bigint;
     n_failures bigint;
     n_codes bigint;
-    mfa_window pg_catalog.float8 :=
-        coalesce(nullif(current_setting('auth.mfa_failure_window_seconds', true), ''), '300')::pg_catalog.float8;
     n_challenges bigint;
     n_mfa_failures bigint;
     n_audit bigint := 0;
@@ -96,9 +94,9 @@ BEGIN
     -- A challenge is usable for five minutes (src/mfa.rs); a day later it matters to nobody.
     DELETE FROM auth.mfa_challenges c WHERE c.created_at < now() - interval '1 day';
     GET DIAGNOSTICS n_challenges = ROW_COUNT;
-    -- A count whose window ended is counted from zero again by the next verification.
-    DELETE FROM auth.mfa_failed_verifications m
-     WHERE m.window_started_at < now() - make_interval(secs => mfa_window);
+    -- A failure window lasts at most a day (auth.mfa_failure_window_seconds); the next
+    -- verification counts an ended one from zero anyway.
+    DELETE FROM auth.mfa_failed_verifications m WHERE m.window_started_at < now() - interval '1 day';
     GET DIAGNOSTICS n_mfa_failures = ROW_COUNT;
     IF audit_older_than IS NOT NULL THEN
         DELETE FROM auth.audit_log a WHERE a.created_at < now() - audit_older_than;

@@ -8,8 +8,8 @@
 --  * one-time codes and magic links: auth.one_time_tokens (GoTrue's shape), auth.outbox,
 --    users.email_change and phone_confirmed_at, sign_in_with_phone_otp, verify_phone_otp, and
 --    sign_in_with_otp, verify_otp, resend, reset_password_for_email, update_user;
---    auth.purge_expired also deletes expired (and voided) one-time codes, old MFA challenges
---    and MFA failure counts whose window ended;
+--    auth.purge_expired also deletes expired (and voided) one-time codes, and MFA challenges
+--    and MFA failure counts over a day old;
 --  * TOTP MFA: auth.mfa_factors, mfa_challenges, mfa_amr_claims (GoTrue's shape),
 --    mfa_failed_verifications, sessions.aal and factor_id, the mfa_* functions and auth.aal();
 --  * anonymous sign-in: users.is_anonymous and auth.sign_in_anonymously();
@@ -204,9 +204,9 @@ SELECT pg_catalog.pg_extension_config_dump('auth.outbox_id_seq', '');
 
 -- Deletes what has expired: refresh tokens past their expiry, sessions ended more than a day
 -- ago (kept a day so that a late refresh still reads TOKEN_REVOKED), failed-sign-in records
--- older than the lockout, expired or voided one-time codes, MFA challenges over a day old, MFA
--- failure counts whose window ended, and (when given) audit rows older than
--- `audit_older_than`. Safe while traffic flows. Returns the counts.
+-- older than the lockout, expired or voided one-time codes, MFA challenges and MFA failure
+-- counts over a day old, and (when given) audit rows older than `audit_older_than`. Safe while
+-- traffic flows. Returns the counts.
 CREATE OR REPLACE FUNCTION auth.purge_expired(audit_older_than interval DEFAULT NULL) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -216,8 +216,6 @@ DECLARE
     n_tokens bigint;
     n_failures bigint;
     n_codes bigint;
-    mfa_window pg_catalog.float8 :=
-        coalesce(nullif(current_setting('auth.mfa_failure_window_seconds', true), ''), '300')::pg_catalog.float8;
     n_challenges bigint;
     n_mfa_failures bigint;
     n_audit bigint := 0;
@@ -239,9 +237,9 @@ BEGIN
     -- A challenge is usable for five minutes (src/mfa.rs); a day later it matters to nobody.
     DELETE FROM auth.mfa_challenges c WHERE c.created_at < now() - interval '1 day';
     GET DIAGNOSTICS n_challenges = ROW_COUNT;
-    -- A count whose window ended is counted from zero again by the next verification.
-    DELETE FROM auth.mfa_failed_verifications m
-     WHERE m.window_started_at < now() - make_interval(secs => mfa_window);
+    -- A failure window lasts at most a day (auth.mfa_failure_window_seconds); the next
+    -- verification counts an ended one from zero anyway.
+    DELETE FROM auth.mfa_failed_verifications m WHERE m.window_started_at < now() - interval '1 day';
     GET DIAGNOSTICS n_mfa_failures = ROW_COUNT;
     IF audit_older_than IS NOT NULL THEN
         DELETE FROM auth.audit_log a WHERE a.created_at < now() - audit_older_than;

@@ -336,9 +336,7 @@ fn execute(client: &mut pgrx::spi::SpiClient<'_>, op: &Op) -> pgrx::spi::Result<
                 None,
                 &[counted.into()],
             )?;
-            // Voided by expiring, not deleting: the first verification that deletes the row
-            // signs in, and one counted within the limit may not have got there yet. Expired,
-            // the row is invisible to every later attempt, and auth.purge_expired removes it.
+            // Expired, not deleted (see the variant's doc): invisible to every later attempt.
             for c in &voiding {
                 client.update(
                     "UPDATE auth.one_time_tokens SET expires_at = pg_catalog.now()

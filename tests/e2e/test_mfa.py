@@ -210,7 +210,7 @@ def test_factors_and_their_secrets_are_private(cluster, user):
         assert err(conn, "SELECT auth.mfa_enroll()").startswith("28000")
 
 
-def test_purge_expired_removes_old_challenges_and_ended_failure_windows(cluster, user):
+def test_purge_expired_removes_day_old_challenges_and_failure_counts(cluster, user):
     _, uid, t1 = user
     with cluster.connect(user="app_user", autocommit=True) as conn:
         fid, totp, _ = enroll(conn, t1["access_token"])
@@ -229,9 +229,9 @@ def test_purge_expired_removes_old_challenges_and_ended_failure_windows(cluster,
         # Nothing current is touched.
         admin.execute("SELECT auth.purge_expired()")
         assert left() == (2, 1)
-        # One challenge two days old, the failure window ended.
+        # One challenge and the failure count two days old.
         admin.execute("UPDATE auth.mfa_challenges SET created_at = now() - interval '2 days' WHERE id = %s", (old,))
-        admin.execute("UPDATE auth.mfa_failed_verifications SET window_started_at = now() - interval '301 seconds' "
+        admin.execute("UPDATE auth.mfa_failed_verifications SET window_started_at = now() - interval '2 days' "
                       "WHERE factor_id = %s", (fid,))
         counts = admin.execute("SELECT auth.purge_expired()").fetchone()[0]
         assert counts["mfa_challenges"] >= 1 and counts["mfa_failed_verifications"] >= 1, counts

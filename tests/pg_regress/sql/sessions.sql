@@ -232,9 +232,8 @@ DELETE FROM auth.users WHERE id = :'jack';
 SELECT fixtures.try('SELECT auth.uid()') AS deleted;
 COMMIT;
 -- auth.purge_expired(audit_older_than) deletes expired refresh tokens, long-ended sessions,
--- stale failed-sign-in records, expired or voided one-time codes, MFA challenges over a day old,
--- MFA failure counts whose window ended and, when given an age, older audit rows; it returns
--- the counts.
+-- stale failed-sign-in records, expired or voided one-time codes, MFA challenges and MFA failure
+-- counts over a day old and, when given an age, older audit rows; it returns the counts.
 SELECT auth.sign_up('kim@example.test', 'long enough pw') AS kim \gset
 SELECT r->>'refresh_token' AS refresh FROM auth.sign_in('kim@example.test', 'long enough pw') AS r \gset
 UPDATE auth.refresh_tokens SET expires_at = now() - interval '1 second'
